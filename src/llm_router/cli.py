@@ -1,0 +1,72 @@
+"""`llm-router`: the argparse front end. It parses arguments, calls a command function and renders its result.
+
+No logic lives here: see `commands/` for the mapping onto the library.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from . import __version__
+from .commands import Ctx
+from .errors import USAGE, RouterError
+from .output import emit, emit_error
+
+# Each module under commands/ adds its own subcommands; modules are imported lazily by name so that
+# `llm-router status` does not pay for importing what `bootstrap` needs.
+COMMAND_MODULES = ("config", "events")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: one line and exit code 2
+        self.print_usage(sys.stderr)
+        raise RouterError(message, hint=f"see `{self.prog} --help`", exit_code=USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global flags are accepted before or after the subcommand (`llm-router --json status` or `status --json`).
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the versioned JSON envelope instead of text")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for unexpected errors")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="routertool.yaml (default: $LLM_ROUTER_CONFIG, else config/routertool.yaml)")
+    parser = _Parser(prog="llm-router", parents=[common],
+                     description="Local control toolkit for CLIProxyAPIPlus + LiteLLM stacks.")
+    parser.add_argument("--version", action="version", version=f"llm-router {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".commands.{name}", __package__).add_parsers(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in argv
+    debug = "--debug" in argv
+    command = "llm-router"
+    ctx = Ctx(json=as_json, debug=debug)
+    try:
+        args = build_parser().parse_args(argv)
+        command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
+        ctx.config_path = getattr(args, "config", None)
+        return emit(args.run(ctx, args), as_json)
+    except RouterError as exc:
+        return emit_error(command, exc, as_json, ctx.warnings)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        error = RouterError(f"unexpected {type(exc).__name__}: {exc}",
+                            hint="re-run with --debug for the traceback and report it", exit_code=1)
+        return emit_error(command, error, as_json, ctx.warnings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,665 @@
+"""Load, migrate and validate `routertool.yaml` into typed dataclasses. The only module that reads that file.
+
+Validation collects every problem before failing, each with its dotted path and, where the YAML tells, its line.
+Legacy spellings are migrated in memory with a one-line deprecation warning; the file itself is rewritten only
+by `migrate_file(..., write=True)`, which keeps a backup.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import USAGE, RouterError
+from .fsutil import atomic_write
+from .layout import SERVICES, Layout
+
+CURRENT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)  # 1 (and a missing version) is migrated in memory to 2
+CONFIG_ENV = "LLM_ROUTER_CONFIG"
+DEFAULT_CONFIG = Path("config/routertool.yaml")
+EXAMPLE_CONFIG = Path("config/examples/routertool.yaml")
+
+UPSTREAM_KEY_ENV = "ROUTER_UPSTREAM_API_KEY"  # clients of CLIProxyAPIPlus (LiteLLM) present this key
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"  # northbound clients present this key to LiteLLM
+GENERATED_SECRETS = (UPSTREAM_KEY_ENV, MASTER_KEY_ENV)  # local keys: generated into secrets/ when unset
+PROVIDER_TYPES = ("cliproxyapi_plus", "openai_compatible")
+TIERS = ("subscription", "paid")
+DEFAULT_TIER = {"cliproxyapi_plus": "subscription", "openai_compatible": "paid"}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+SERVICE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cliproxyapi_plus": {"host": "127.0.0.1", "port": 8317, "config_file": "config/cliproxyapi.yaml",
+                         "readiness_path": "/v1/models", "startup_timeout": 30},
+    "litellm": {"host": "127.0.0.1", "port": 4000, "readiness_path": "/health/readiness", "startup_timeout": 90},
+}
+DEFAULT_HEALTH_PATH = "/v1/models"
+SERVICE_KEYS = {"host", "port", "config_file", "readiness_path", "health_path", "startup_timeout"}
+BOOTSTRAP_DEFAULTS = {"cliproxy_repository": "router-for-me/CLIProxyAPIPlus", "cliproxy_version": "v6.9.28-0",
+                      "github_api_url": "https://api.github.com"}
+TOP_KEYS = {"config_version", "runtime_dir", "default_profile", "bootstrap", "services", "providers", "models",
+            "secret_files"}
+PROVIDER_KEYS = {"type", "api_base", "api_key_env", "tier"}
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str
+    host: str
+    port: int
+    readiness_path: str
+    health_path: str
+    startup_timeout: float
+    config_file: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    type: str
+    tier: str
+    api_base: str | None = None  # openai_compatible only; cliproxy's comes from services
+    api_key_env: str | None = None
+
+    @property
+    def key_env(self) -> str:
+        """The environment variable that holds this provider's key."""
+        return UPSTREAM_KEY_ENV if self.type == "cliproxyapi_plus" else str(self.api_key_env)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    name: str
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    cliproxy_repository: str
+    cliproxy_version: str
+    github_api_url: str
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    path: Path
+    root: Path
+    config_version: int
+    runtime_dir: Path
+    default_profile: str
+    bootstrap: BootstrapConfig
+    services: dict[str, ServiceConfig]
+    providers: dict[str, ProviderConfig]
+    models: tuple[ModelGroup, ...]
+    secret_files: dict[str, Path]
+    warnings: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(root=self.root, runtime_dir=self.runtime_dir)
+
+    def service(self, name: str) -> ServiceConfig:
+        return self.services[name]
+
+    def secret_names(self) -> list[str]:
+        """Every environment variable this configuration treats as a secret."""
+        names = [UPSTREAM_KEY_ENV, MASTER_KEY_ENV]
+        names += [p.key_env for p in self.providers.values() if p.type != "cliproxyapi_plus"]
+        names += list(self.secret_files)
+        return list(dict.fromkeys(names))
+
+    def secret(self, name: str, environ: dict | None = None) -> str | None:
+        """A secret's value: the environment, else its `secret_files` entry, else the key llm-router generated
+        into the secrets folder (only the local keys in GENERATED_SECRETS are ever generated). None when unset."""
+        return self._secret_with_source(name, environ)[0]
+
+    def secret_source(self, name: str, environ: dict | None = None) -> str:
+        """Where a secret comes from, never its value: `env`, `file`, `generated` or `missing`."""
+        return self._secret_with_source(name, environ)[1]
+
+    def _secret_with_source(self, name: str, environ: dict | None) -> tuple[str | None, str]:
+        env = os.environ if environ is None else environ
+        if env.get(name):
+            return env[name], "env"
+        for path, source in ((self.secret_files.get(name), "file"), (self.layout.secret_file(name), "generated")):
+            if path is None:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if text:
+                return text, source
+        return None, "missing"
+
+    def known_secrets(self) -> list[str]:
+        """Values to redact from logs and output (the generated keys are added by their owners)."""
+        values = [self.secret(name) for name in self.secret_names()]
+        values.append(os.environ.get("GITHUB_TOKEN"))
+        return [v for v in values if v]
+
+
+# --------------------------------------------------------------------------- locating and loading
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_config_path(explicit: str | os.PathLike | None = None, cwd: Path | None = None) -> tuple[Path, str]:
+    """The config file to use and why: `--config`, else $LLM_ROUTER_CONFIG, else `config/routertool.yaml`
+    in the working folder or the nearest parent that has one."""
+    cwd = Path.cwd() if cwd is None else cwd
+    if explicit:
+        return (cwd / Path(explicit).expanduser()).resolve(), "--config"
+    if os.environ.get(CONFIG_ENV):
+        return (cwd / Path(os.environ[CONFIG_ENV]).expanduser()).resolve(), f"${CONFIG_ENV}"
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / DEFAULT_CONFIG
+        if candidate.is_file():
+            return candidate.resolve(), "default"
+    return (cwd / DEFAULT_CONFIG).resolve(), "default"
+
+
+def root_for(config_path: Path) -> Path:
+    """The repo root: the folder holding `config/`, else the config file's own folder."""
+    parent = config_path.parent
+    return parent.parent if parent.name == "config" else parent
+
+
+def load(explicit: str | os.PathLike | None = None, cwd: Path | None = None) -> RouterConfig:
+    path, source = resolve_config_path(explicit, cwd)
+    return load_file(path, source)
+
+
+def load_file(path: Path, source: str = "--config") -> RouterConfig:
+    text = _read_config_text(path, source)
+    raw, lines = parse_text(text, path)
+    migrated, lines, warnings = migrate(raw, lines)
+    return validate(migrated, path, lines, warnings)
+
+
+def _read_config_text(path: Path, source: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        root = root_for(path)
+        raise RouterError(
+            f"config file not found: {path} (from {source})",
+            hint=f"create it from the example: cp {root / EXAMPLE_CONFIG} {path}", exit_code=USAGE) from None
+    except IsADirectoryError:
+        raise RouterError(f"config path is a folder, not a file: {path}", exit_code=USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RouterError(f"cannot read config file {path}: {reason}", exit_code=USAGE) from None
+
+
+def parse_text(text: str, path: Path) -> tuple[dict, dict[str, int]]:
+    """Parse YAML (JSON is a subset) into a dict plus a dotted-path → line index."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RouterError(f"{where}: not valid YAML: {problem}",
+                          hint="fix the syntax; `llm-router config check` re-reads it", exit_code=USAGE) from None
+    if data is None:
+        raise RouterError(f"{path}: the config file is empty",
+                          hint=f"start from {root_for(path) / EXAMPLE_CONFIG}", exit_code=USAGE)
+    if not isinstance(data, dict):
+        raise RouterError(f"{path}:1: the config must be a mapping of keys, got {_kind(data)}", exit_code=USAGE)
+    lines: dict[str, int] = {}
+    _index_lines(node, "", lines)
+    return data, lines
+
+
+def _index_lines(node: Any, prefix: str, lines: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            lines[path] = key_node.start_mark.line + 1
+            _index_lines(value_node, path, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = f"{prefix}[{i}]"
+            lines[path] = item.start_mark.line + 1
+            _index_lines(item, path, lines)
+
+
+# --------------------------------------------------------------------------- migration
+
+@dataclass(frozen=True)
+class Rename:
+    """A legacy key and its new spelling, as dotted paths."""
+    old: str
+    new: str
+
+
+RENAMES = (Rename("secrets", "secret_files"), Rename("services.cliproxyapi", "services.cliproxyapi_plus"))
+
+
+def migrate(raw: dict, lines: dict[str, int]) -> tuple[dict, dict[str, int], list[str]]:
+    """Return the config in the current schema, its line index, and one deprecation warning per change."""
+    data = dict(raw)
+    warnings: list[str] = []
+    problems: list[str] = []
+    for rename in RENAMES:
+        parent_path, _, old_key = rename.old.rpartition(".")
+        new_key = rename.new.rpartition(".")[2]
+        parent = _get(data, parent_path)
+        if not isinstance(parent, dict) or old_key not in parent:
+            continue
+        if new_key in parent:
+            problems.append(_at(lines, rename.old, f"{rename.old}: legacy key given together with {rename.new}; "
+                                                   f"keep only {rename.new}"))
+            continue
+        parent = dict(parent)
+        parent[new_key] = parent.pop(old_key)
+        data = _set(data, parent_path, parent)
+        lines = {(rename.new + k[len(rename.old):] if k == rename.old or k.startswith(rename.old + ".")
+                  or k.startswith(rename.old + "[") else k): v for k, v in lines.items()}
+        warnings.append(f"deprecated key '{rename.old}' was read as '{rename.new}'; "
+                        f"run `llm-router config migrate --write` to update the file")
+    version = data.get("config_version")
+    if version is None or version == 1:
+        what = "missing config_version" if version is None else "config_version 1"
+        warnings.append(f"{what} was read as config_version: {CURRENT_VERSION}; "
+                        f"run `llm-router config migrate --write` to update the file")
+        data["config_version"] = CURRENT_VERSION
+    if problems:
+        raise _invalid(problems)
+    return data, lines, warnings
+
+
+def _get(data: dict, dotted: str) -> Any:
+    node: Any = data
+    for part in filter(None, dotted.split(".")):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _set(data: dict, dotted: str, value: Any) -> dict:
+    if not dotted:
+        return value
+    head, _, rest = dotted.partition(".")
+    copy = dict(data)
+    copy[head] = _set(dict(copy.get(head) or {}), rest, value) if rest else value
+    return copy
+
+
+def migrate_file(path: Path, write: bool = False) -> dict:
+    """Migrate the file's text, keeping comments and layout: legacy keys are renamed in place and
+    `config_version: 2` is added. With `write`, the original is kept as `<name>.bak-<time>` first."""
+    text = _read_config_text(path, "--config")
+    raw, lines = parse_text(text, path)
+    migrated, _, warnings = migrate(raw, lines)
+    new_text = _migrated_text(text, raw)
+    check, _ = parse_text(new_text, path)
+    if check != migrated:  # the text edit must say exactly what the in-memory migration says
+        raise RouterError(f"cannot migrate {path} automatically",
+                          hint="rename the keys by hand; `llm-router config check` names them", exit_code=USAGE)
+    changed = new_text != text
+    backup = None
+    if write and changed:
+        backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d%H%M%S')}")
+        atomic_write(backup, text, mode=path.stat().st_mode & 0o777)
+        atomic_write(path, new_text, mode=path.stat().st_mode & 0o777)
+    return {"path": str(path), "changed": changed, "written": bool(write and changed),
+            "backup": str(backup) if backup else None, "changes": warnings, "text": new_text}
+
+
+def _migrated_text(text: str, raw: dict) -> str:
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    edits: list[tuple[int, int, str]] = []
+    for rename in RENAMES:
+        key_node = _find_key_node(root, rename.old.split("."))
+        if key_node is None or _get(raw, rename.new) is not None:
+            continue
+        new_key = rename.new.rpartition(".")[2]
+        original = text[key_node.start_mark.index:key_node.end_mark.index]
+        quote = original[0] if original[:1] in "\"'" else ""
+        edits.append((key_node.start_mark.index, key_node.end_mark.index, f"{quote}{new_key}{quote}"))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    if raw.get("config_version") in (None, 1):
+        if "config_version" in raw:
+            text = re.sub(r"(?m)^(\s*[\"']?config_version[\"']?\s*:\s*)1\b", rf"\g<1>{CURRENT_VERSION}", text, 1)
+        elif text.lstrip().startswith("{"):
+            brace = text.index("{")
+            text = f'{text[:brace + 1]}"config_version": {CURRENT_VERSION}, {text[brace + 1:]}'
+        else:
+            text = f"config_version: {CURRENT_VERSION}\n{text}"
+    return text
+
+
+def _find_key_node(node: Any, parts: list[str]) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if key_node.value == parts[0]:
+            return key_node if len(parts) == 1 else _find_key_node(value_node, parts[1:])
+    return None
+
+
+# --------------------------------------------------------------------------- validation
+
+class _Problems:
+    def __init__(self, lines: dict[str, int]):
+        self.lines = lines
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(_at(self.lines, path, f"{path}: {message}"))
+
+    def unknown_keys(self, mapping: dict, allowed: set[str], prefix: str) -> None:
+        for key in mapping:
+            if key in allowed:
+                continue
+            path = f"{prefix}.{key}" if prefix else str(key)
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(allowed))}"
+            self.add(path, f"unknown key{hint}")
+
+
+def _at(lines: dict[str, int], path: str, message: str) -> str:
+    line = lines.get(path)
+    while line is None and path:
+        path = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", path) if re.search(r"(\.|\[)", path) else ""
+        line = lines.get(path)
+    return f"line {line}: {message}" if line else message
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value) if not isinstance(value, (dict, list)) \
+        else _kind(value)
+
+
+def _invalid(problems: list[str], path: Path | None = None) -> RouterError:
+    where = f"{path}" if path else "the config"
+    hint = "fix the lines listed, then run `llm-router config check`"
+    if len(problems) == 1:
+        return RouterError(f"{where}: {problems[0]}", hint=hint, exit_code=USAGE, details=problems)
+    return RouterError(f"{where} is invalid ({len(problems)} problems):", hint=hint, exit_code=USAGE,
+                       details=problems)
+
+
+def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
+             warnings: list[str] | None = None) -> RouterConfig:
+    """Check `data` (already migrated) and build the typed config, or raise one RouterError listing every problem."""
+    p = _Problems(lines or {})
+    root = root_for(path)
+    p.unknown_keys(data, TOP_KEYS, "")
+
+    version = data.get("config_version")
+    if version != CURRENT_VERSION:
+        supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        p.add("config_version", f"unsupported version {_show(version)}; supported versions: {supported} "
+                                f"(1 is migrated to {CURRENT_VERSION})")
+
+    runtime_dir = _string(p, data, "runtime_dir", ".router/runtime", "")
+    default_profile = _string(p, data, "default_profile", "balanced", "")
+    if default_profile and not NAME.match(default_profile):
+        p.add("default_profile", f"must be a profile name (letters, digits, . _ -), got {_show(default_profile)}")
+
+    bootstrap_raw = _mapping(p, data, "bootstrap")
+    p.unknown_keys(bootstrap_raw, set(BOOTSTRAP_DEFAULTS), "bootstrap")
+    boot = {k: _string(p, bootstrap_raw, k, d, "bootstrap") for k, d in BOOTSTRAP_DEFAULTS.items()}
+    if boot["cliproxy_repository"] and not re.match(r"^[\w.-]+/[\w.-]+$", boot["cliproxy_repository"]):
+        p.add("bootstrap.cliproxy_repository", f"must look like OWNER/NAME, got {_show(boot['cliproxy_repository'])}")
+    if boot["cliproxy_version"] and boot["cliproxy_version"] != "latest" \
+            and not re.match(r"^v?\d+\.\d+\.\d+(-\d+)?$", boot["cliproxy_version"]):
+        p.add("bootstrap.cliproxy_version",
+              f"must be a release tag like v6.9.28-0, or \"latest\", got {_show(boot['cliproxy_version'])}")
+    if boot["github_api_url"] and not re.match(r"^https?://", boot["github_api_url"]):
+        p.add("bootstrap.github_api_url", f"must be an http(s) URL, got {_show(boot['github_api_url'])}")
+
+    services = _validate_services(p, _mapping(p, data, "services"), root)
+    providers = _validate_providers(p, _mapping(p, data, "providers"))
+    models = _validate_models(p, data.get("models"), providers)
+
+    secret_files: dict[str, Path] = {}
+    for name, file in _mapping(p, data, "secret_files").items():
+        if not ENV_NAME.match(str(name)):
+            p.add(f"secret_files.{name}", "must be an environment variable name (letters, digits, _)")
+        elif not isinstance(file, str) or not file.strip():
+            p.add(f"secret_files.{name}", f"must be a file path, got {_show(file)}")
+        else:
+            secret_files[str(name)] = _resolve(root, file)
+
+    if p.items:
+        raise _invalid(p.items, path)
+    return RouterConfig(
+        path=path, root=root, config_version=CURRENT_VERSION, runtime_dir=_resolve(root, runtime_dir),
+        default_profile=default_profile, bootstrap=BootstrapConfig(**boot), services=services,
+        providers=providers, models=tuple(models), secret_files=secret_files,
+        warnings=tuple(warnings or ()), raw=data)
+
+
+def _resolve(root: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _mapping(p: _Problems, data: dict, key: str, prefix: str = "") -> dict:
+    value = data.get(key)
+    path = f"{prefix}.{key}" if prefix else key
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        p.add(path, f"must be a mapping, got {_kind(value)}")
+        return {}
+    return value
+
+
+def _string(p: _Problems, data: dict, key: str, default: str | None, prefix: str) -> str:
+    value = data.get(key, default)
+    path = f"{prefix}.{key}" if prefix else key
+    if value is None and default is None:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        p.add(path, f"must be a non-empty string, got {_show(value)}")
+        return ""
+    return value.strip()
+
+
+def _validate_services(p: _Problems, raw: dict, root: Path) -> dict[str, ServiceConfig]:
+    p.unknown_keys(raw, set(SERVICES), "services")
+    result: dict[str, ServiceConfig] = {}
+    for name in SERVICES:
+        prefix = f"services.{name}"
+        given = _mapping(p, raw, name, "services")
+        p.unknown_keys(given, SERVICE_KEYS if name == "cliproxyapi_plus" else SERVICE_KEYS - {"config_file"},
+                       prefix)
+        merged = {**SERVICE_DEFAULTS[name], **given}
+        host = _string(p, merged, "host", None, prefix)
+        port = merged.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            p.add(f"{prefix}.port", f"must be an integer between 1 and 65535, got {_show(port)}")
+            port = 0
+        paths = {  # health_path is the readiness fallback
+            "readiness_path": given.get("readiness_path", given.get("health_path", merged["readiness_path"])),
+            "health_path": merged.get("health_path", DEFAULT_HEALTH_PATH),
+        }
+        for key, value in paths.items():
+            if not isinstance(value, str) or not value.startswith("/"):
+                p.add(f"{prefix}.{key}", f"must be a URL path starting with '/', got {_show(value)}")
+                paths[key] = "/"
+        timeout = merged.get("startup_timeout")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+            p.add(f"{prefix}.startup_timeout", f"must be a number of seconds between 1 and 3600, got {_show(timeout)}")
+            timeout = 1
+        config_file = None
+        if name == "cliproxyapi_plus":
+            value = merged.get("config_file")
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                p.add(f"{prefix}.config_file", f"must be a file path, got {_show(value)}")
+            elif value:
+                config_file = _resolve(root, value)
+        result[name] = ServiceConfig(name=name, host=host, port=port, startup_timeout=float(timeout),
+                                     config_file=config_file, **paths)
+    ports: dict[int, str] = {}
+    for name, svc in result.items():
+        if svc.port and svc.port in ports:
+            p.add(f"services.{name}.port", f"port {svc.port} is already used by services.{ports[svc.port]}")
+        ports.setdefault(svc.port, name)
+    return result
+
+
+def _validate_providers(p: _Problems, raw: dict) -> dict[str, ProviderConfig]:
+    result: dict[str, ProviderConfig] = {}
+    for name, spec in raw.items():
+        prefix = f"providers.{name}"
+        if not NAME.match(str(name)):
+            p.add(prefix, "provider names use letters, digits, . _ -")
+            continue
+        if not isinstance(spec, dict):
+            p.add(prefix, f"must be a mapping, got {_kind(spec)}")
+            continue
+        p.unknown_keys(spec, PROVIDER_KEYS, prefix)
+        ptype = spec.get("type")
+        if ptype not in PROVIDER_TYPES:
+            close = difflib.get_close_matches(str(ptype), PROVIDER_TYPES, n=1)
+            extra = f"; did you mean '{close[0]}'?" if close else ""
+            p.add(f"{prefix}.type", f"must be one of {', '.join(PROVIDER_TYPES)}, got {_show(ptype)}{extra}")
+            continue
+        tier = spec.get("tier", DEFAULT_TIER[ptype])
+        if tier not in TIERS:
+            p.add(f"{prefix}.tier", f"must be one of {', '.join(TIERS)}, got {_show(tier)}")
+        api_base = spec.get("api_base")
+        key_env = spec.get("api_key_env")
+        if ptype == "cliproxyapi_plus":
+            for key in ("api_base", "api_key_env"):
+                if key in spec:
+                    p.add(f"{prefix}.{key}", "is set by llm-router for cliproxyapi_plus providers "
+                                             f"(services.cliproxyapi_plus and {UPSTREAM_KEY_ENV}); remove it")
+        else:
+            if not isinstance(api_base, str) or not re.match(r"^https?://[^/\s]+", api_base):
+                p.add(f"{prefix}.api_base", f"must be an http(s) URL, got {_show(api_base)}")
+            if not isinstance(key_env, str) or not ENV_NAME.match(key_env):
+                p.add(f"{prefix}.api_key_env",
+                      f"must name an environment variable (letters, digits, _), got {_show(key_env)}")
+        result[str(name)] = ProviderConfig(name=str(name), type=ptype, tier=str(tier),
+                                           api_base=api_base.rstrip("/") if isinstance(api_base, str) else None,
+                                           api_key_env=key_env if isinstance(key_env, str) else None)
+    return result
+
+
+def _validate_models(p: _Problems, raw: Any, providers: dict[str, ProviderConfig]) -> list[ModelGroup]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        p.add("models", f"must be a list of model groups, got {_kind(raw)}")
+        return []
+    groups: list[ModelGroup] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        prefix = f"models[{i}]"
+        if not isinstance(entry, dict):
+            p.add(prefix, f"must be a mapping with name and deployments, got {_kind(entry)}")
+            continue
+        p.unknown_keys(entry, {"name", "deployments"}, prefix)
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            p.add(f"{prefix}.name", f"must be a model name (letters, digits, . _ -), got {_show(name)}")
+            name = None
+        elif name in seen:
+            p.add(f"{prefix}.name", f"duplicate model name '{name}' (also models[{seen[name]}])")
+        else:
+            seen[name] = i
+        deployments_raw = entry.get("deployments")
+        if not isinstance(deployments_raw, list) or not deployments_raw:
+            p.add(f"{prefix}.deployments", "must be a non-empty list of {provider, model}"
+                  + ("" if deployments_raw is None or isinstance(deployments_raw, list)
+                     else f", got {_kind(deployments_raw)}"))
+            continue
+        deployments = []
+        for j, dep in enumerate(deployments_raw):
+            dpath = f"{prefix}.deployments[{j}]"
+            if not isinstance(dep, dict):
+                p.add(dpath, f"must be a mapping with provider and model, got {_kind(dep)}")
+                continue
+            p.unknown_keys(dep, {"provider", "model"}, dpath)
+            provider, model = dep.get("provider"), dep.get("model")
+            if not isinstance(provider, str) or provider not in providers:
+                known = ", ".join(sorted(providers)) or "none defined"
+                close = difflib.get_close_matches(str(provider), sorted(providers), n=1)
+                extra = f"; did you mean '{close[0]}'?" if close else ""
+                p.add(f"{dpath}.provider", f"unknown provider {_show(provider)} (known: {known}){extra}")
+            if not isinstance(model, str) or not model.strip():
+                p.add(f"{dpath}.model", f"must be the upstream model id, got {_show(model)}")
+            if isinstance(provider, str) and isinstance(model, str):
+                deployments.append(Deployment(provider=provider, model=model.strip()))
+        if name and deployments:
+            duplicates = {d for d in deployments if deployments.count(d) > 1}
+            for dup in duplicates:
+                p.add(f"{prefix}.deployments", f"deployment {dup.provider}/{dup.model} is listed twice")
+            groups.append(ModelGroup(name=name, deployments=tuple(deployments)))
+    return groups
+
+
+# --------------------------------------------------------------------------- presentation data
+
+def effective(config: RouterConfig) -> dict:
+    """The config after defaults and migration, as plain data; secrets appear only as <set>/<missing>."""
+    return {
+        "config_version": config.config_version,
+        "path": str(config.path),
+        "root": str(config.root),
+        "runtime_dir": str(config.runtime_dir),
+        "default_profile": config.default_profile,
+        "bootstrap": vars(config.bootstrap).copy(),
+        "services": {name: {"host": s.host, "port": s.port, "readiness_path": s.readiness_path,
+                            "health_path": s.health_path, "startup_timeout": s.startup_timeout,
+                            **({"config_file": str(s.config_file)} if s.config_file else {})}
+                     for name, s in config.services.items()},
+        "providers": {name: {"type": pr.type, "tier": pr.tier,
+                             "api_base": pr.api_base or f"{config.services['cliproxyapi_plus'].base_url}/v1",
+                             "api_key_env": pr.key_env}
+                      for name, pr in config.providers.items()},
+        "models": [{"name": g.name, "deployments": [{"provider": d.provider, "model": d.model}
+                                                     for d in g.deployments]} for g in config.models],
+        "secret_files": {name: str(path) for name, path in config.secret_files.items()},
+        "secrets": {name: "<set>" if config.secret_source(name) != "missing" else "<missing>"
+                    for name in config.secret_names()},
+    }

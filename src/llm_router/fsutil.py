@@ -1,0 +1,154 @@
+"""Atomic writes, private files and folders, and an exclusive file lock that names its holder."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import CONFLICT, USAGE, RouterError
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> Path:
+    """Create `path` (and parents) if missing; an existing folder keeps its mode."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as exc:
+        raise RouterError(f"cannot create folder {path}: {exc.strerror or exc}",
+                          hint="check the folder's owner and permissions", exit_code=USAGE) from exc
+    return path
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` as a 0700 folder, tightening an existing one."""
+    ensure_dir(path, PRIVATE_DIR_MODE)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
+    """Write `data` to `path` so readers see the old content or the new one, never a part.
+
+    A temp file in the same folder is written, fsynced, given `mode`, and renamed over `path`; on any
+    failure the temp file is removed and the previous file is untouched.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = Path(path)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RouterError(f"cannot write {path}: {exc.strerror or exc}",
+                          hint="check that the folder is writable and the disk is not full") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise RouterError(f"cannot write {path}: {exc.strerror or exc}",
+                              hint="check that the folder is writable and the disk is not full") from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_private(path: Path, data: bytes | str) -> Path:
+    """Atomically write a secret: 0600 file in a 0700 folder."""
+    ensure_private_dir(Path(path).parent)
+    return atomic_write(path, data, PRIVATE_FILE_MODE)
+
+
+def file_mode(path: Path) -> int:
+    return Path(path).stat().st_mode & 0o777
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class FileLock:
+    """An exclusive advisory lock (flock) on `path`; the holder's pid is written into the file.
+
+    Re-entrant within one process: nested `with lock:` blocks share the outer hold.
+    """
+
+    def __init__(self, path: Path, timeout: float = 30.0, purpose: str = "the router"):
+        self.path = Path(path)
+        self.timeout = timeout
+        self.purpose = purpose
+        self._fd: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            self._depth += 1
+            return
+        ensure_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = self.holder()
+                    os.close(fd)
+                    who = f"pid {holder}" if holder else "another process"
+                    raise RouterError(
+                        f"{self.purpose} is locked by {who} ({self.path})",
+                        hint="wait for the other llm-router command to finish, then try again",
+                        exit_code=CONFLICT) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        self._depth = 1
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def holder(self) -> int | None:
+        try:
+            text = self.path.read_text().strip()
+            return int(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,141 @@
+"""Every path under the runtime state folder (`.router/`), in one place. Nobody else joins these paths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fsutil import FileLock
+
+SERVICES = ("cliproxyapi_plus", "litellm")
+_LOCKS: dict[Path, FileLock] = {}
+
+
+def package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def templates_dir() -> Path:
+    """Shipped templates: inside the package when installed from a wheel, else the checkout's `templates/`."""
+    installed = package_dir() / "templates"
+    if installed.is_dir():
+        return installed
+    return package_dir().parents[1] / "templates"
+
+
+def source_root() -> Path | None:
+    """The checkout holding this package (with pyproject.toml), or None when installed from a wheel."""
+    root = package_dir().parents[1]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths derived from `runtime_dir` (default `<root>/.router/runtime`).
+
+    The state folder is the runtime folder's parent: `auths/` and `secrets/` live beside `runtime/`.
+    """
+
+    root: Path
+    runtime_dir: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.runtime_dir.parent
+
+    # binaries
+    @property
+    def bin_dir(self) -> Path:
+        return self.runtime_dir / "bin"
+
+    @property
+    def cliproxy_binary(self) -> Path:
+        return self.bin_dir / "CLIProxyAPIPlus"
+
+    @property
+    def cliproxy_previous_binary(self) -> Path:
+        return self.bin_dir / "CLIProxyAPIPlus.previous"
+
+    @property
+    def bin_manifest(self) -> Path:
+        return self.bin_dir / "manifest.json"
+
+    @property
+    def bin_previous_manifest(self) -> Path:
+        return self.bin_dir / "manifest.previous.json"
+
+    @property
+    def litellm_runner(self) -> Path:
+        return self.bin_dir / "litellm"
+
+    # profiles
+    @property
+    def litellm_dir(self) -> Path:
+        return self.runtime_dir / "litellm"
+
+    def profile_config(self, profile: str) -> Path:
+        return self.litellm_dir / f"{profile}.yaml"
+
+    @property
+    def active_config(self) -> Path:
+        return self.litellm_dir / "active.yaml"
+
+    @property
+    def active_profile_file(self) -> Path:
+        return self.runtime_dir / "active_profile.json"
+
+    @property
+    def user_profiles_dir(self) -> Path:
+        return self.root / "config" / "profiles"
+
+    # CLIProxyAPIPlus
+    @property
+    def cliproxy_runtime_config(self) -> Path:
+        return self.runtime_dir / "cliproxyapi.yaml"
+
+    # processes
+    @property
+    def pids_dir(self) -> Path:
+        return self.runtime_dir / "pids"
+
+    def pid_file(self, service: str) -> Path:
+        return self.pids_dir / f"{service}.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.runtime_dir / "logs"
+
+    def log_file(self, service: str) -> Path:
+        return self.logs_dir / f"{service}.log"
+
+    @property
+    def events_log(self) -> Path:
+        return self.runtime_dir / "events.log"
+
+    # secrets
+    @property
+    def auths_dir(self) -> Path:
+        return self.state_dir / "auths"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    def secret_file(self, name: str) -> Path:
+        return self.secrets_dir / name
+
+    # scratch and locks
+    @property
+    def tmp_dir(self) -> Path:
+        return self.runtime_dir / "tmp"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.runtime_dir / "router.lock"
+
+    def lock(self, timeout: float = 60.0) -> FileLock:
+        """The one lock that serialises start/stop/restart/profile changes (shared per process)."""
+        lock = _LOCKS.get(self.lock_path)
+        if lock is None:
+            lock = _LOCKS[self.lock_path] = FileLock(self.lock_path, timeout, purpose="the router state")
+        lock.timeout = timeout
+        return lock
