@@ -67,3 +67,71 @@ class TempRepo(unittest.TestCase):
 
     def cli(self, *argv: str, env: dict | None = None) -> tuple[int, str, str]:
         return run_cli("--config", str(self.config_path), *argv, env=env)
+
+
+STACK_CONFIG = """\
+config_version: 2
+runtime_dir: .router/runtime
+services:
+  cliproxyapi_plus: {{host: 127.0.0.1, port: {cliproxy_port}, readiness_path: /v1/models, startup_timeout: 20}}
+  litellm: {{host: 127.0.0.1, port: {litellm_port}, readiness_path: /health/readiness, startup_timeout: 120}}
+providers:
+  cliproxy: {{type: cliproxyapi_plus}}
+models:
+  - name: coder
+    deployments: [{{provider: cliproxy, model: gpt-5-codex}}]
+"""
+
+
+class StackRepo(TempRepo):
+    """A temporary repo wired for the real stack on free loopback ports, with the CLIProxyAPIPlus stand-in
+    installed as the binary. Every process a test starts through llm-router is stopped in cleanup, and the test
+    fails if anything of it is left."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        from llm_router.standin.cliproxy import install_fake_binary
+        from llm_router.standin.process import free_port
+
+        self.ports = {"cliproxy_port": free_port(), "litellm_port": free_port()}
+        self.write_config(STACK_CONFIG.format(**self.ports))
+        self.cfg = self.load()
+        install_fake_binary(self.cfg.layout.cliproxy_binary)
+        self.started_pids: set[int] = set()
+        self.addCleanup(self._stop_everything)
+
+    def load(self):
+        from llm_router import config as config_mod
+
+        return config_mod.load(self.config_path)
+
+    def write_stack_config(self, extra: str = "", **changes) -> None:
+        text = STACK_CONFIG.format(**{**self.ports, **changes}) + textwrap.dedent(extra)
+        self.write_config(text)
+        self.cfg = self.load()
+
+    def remember_pids(self) -> None:
+        from llm_router import services
+
+        for name in services.ORDER:
+            record, _ = services.read_record(self.cfg.layout, name)
+            if record:
+                self.started_pids.add(record.pid)
+
+    def _stop_everything(self) -> None:
+        import psutil
+
+        from llm_router import services
+
+        self.remember_pids()
+        with contextlib.suppress(Exception):
+            services.stop(self.cfg, "all")
+        leftovers = []
+        for pid in self.started_pids:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    leftovers.append(pid)
+                    os.killpg(pid, 9)
+        if leftovers:
+            raise AssertionError(f"processes left running after the test: {leftovers}")

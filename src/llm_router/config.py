@@ -35,6 +35,7 @@ TIERS = ("subscription", "paid")
 DEFAULT_TIER = {"cliproxyapi_plus": "subscription", "openai_compatible": "paid"}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: same result, faster
 
 SERVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cliproxyapi_plus": {"host": "127.0.0.1", "port": 8317, "config_file": "config/cliproxyapi.yaml",
@@ -226,15 +227,18 @@ def _read_config_text(path: Path, source: str) -> str:
 
 def parse_text(text: str, path: Path) -> tuple[dict, dict[str, int]]:
     """Parse YAML (JSON is a subset) into a dict plus a dotted-path → line index."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    loader = _Loader(text)
+    try:  # compose once: the node tree gives the line index, constructing it gives the data
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RouterError(f"{where}: not valid YAML: {problem}",
                           hint="fix the syntax; `llm-router config check` re-reads it", exit_code=USAGE) from None
+    finally:
+        loader.dispose()
     if data is None:
         raise RouterError(f"{path}: the config file is empty",
                           hint=f"start from {root_for(path) / EXAMPLE_CONFIG}", exit_code=USAGE)

@@ -1,0 +1,114 @@
+"""`service start|stop|restart|logs`, `status`, `health`."""
+from __future__ import annotations
+
+from .. import services
+from ..output import Result, duration, table
+from . import Ctx
+
+NAMES_HELP = "all (default), cliproxyapi_plus or litellm"
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1_048_576:.0f} MB"
+
+
+def status_line(st: services.ServiceStatus) -> list[str]:
+    if st.state != services.RUNNING:
+        detail = st.detail or f"port {st.port}"
+        return [st.name, st.state, f"{detail}, log {st.log}"]
+    parts = [f"pid {st.pid}", f"port {st.port}", f"uptime {duration(st.uptime)}", f"rss {_mb(st.rss_bytes)}"]
+    if st.profile:
+        parts.append(f"profile {st.profile}")
+    if st.version:
+        parts.append(f"version {st.version}")
+    parts.append(f"log {st.log}")
+    return [st.name, st.state, ", ".join(parts)]
+
+
+def show_status(ctx: Ctx, names: list[str] | None = None) -> Result:
+    statuses = services.status(ctx.config, names or "all")
+    return Result("status", data={"services": [s.to_dict() for s in statuses]},
+                  text=table([status_line(s) for s in statuses]), warnings=list(ctx.warnings))
+
+
+def _action_line(outcome: dict) -> str:
+    parts = [outcome["service"], outcome["result"]]
+    extra = []
+    if outcome.get("pid"):
+        extra.append(f"pid {outcome['pid']}")
+    if outcome.get("port"):
+        extra.append(f"port {outcome['port']}")
+    if outcome.get("profile"):
+        extra.append(f"profile {outcome['profile']}")
+    if outcome.get("version"):
+        extra.append(f"version {outcome['version']}")
+    line = "  ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
+    return "\n".join([line, *(f"  note: {n}" for n in outcome.get("notes") or [])])
+
+
+def _action(ctx: Ctx, verb: str, outcomes: list[dict]) -> Result:
+    return Result(f"service {verb}", data={"results": outcomes},
+                  text="\n".join(_action_line(o) for o in outcomes), warnings=list(ctx.warnings))
+
+
+def start(ctx: Ctx, names: list[str] | None = None, timeout: float | None = None) -> Result:
+    return _action(ctx, "start", services.start(ctx.config, names or "all", timeout=timeout))
+
+
+def stop(ctx: Ctx, names: list[str] | None = None) -> Result:
+    return _action(ctx, "stop", services.stop(ctx.config, names or "all"))
+
+
+def restart(ctx: Ctx, names: list[str] | None = None, timeout: float | None = None) -> Result:
+    return _action(ctx, "restart", services.restart(ctx.config, names or "all", timeout=timeout))
+
+
+def logs(ctx: Ctx, name: str, lines: int = 50, follow: bool = False) -> Result:
+    cfg = ctx.config
+    tail = services.tail_log(cfg, name, lines) if not follow or services.log_path(cfg, name).exists() else []
+    return Result("service logs", data={"service": name, "path": str(services.log_path(cfg, name)), "lines": tail},
+                  text="\n".join(tail), warnings=list(ctx.warnings),
+                  stream=services.follow_log(cfg, name) if follow else None)
+
+
+def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
+    results = services.health_check(ctx.config, names or "all")
+    rows = []
+    for r in results:
+        probe = r["probe"]
+        answer = f"HTTP {probe['status']}" if probe["status"] else probe["error"]
+        rows.append([r["service"], "live" if r["live"] else "not live", "ready" if r["ready"] else "NOT READY",
+                     f"GET {probe['url']} -> {answer}" + (f" in {probe['latency_ms']:.0f} ms"
+                                                          if probe["latency_ms"] is not None else "")])
+    ok = all(r["ready"] for r in results)
+    return Result("health", data={"services": results}, text=table(rows), ok=ok, warnings=list(ctx.warnings))
+
+
+def add_parsers(sub, common) -> None:
+    svc = sub.add_parser("service", help="start, stop, restart services or read their logs", parents=[common])
+    actions = svc.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for verb, fn, doc in (("start", start, "start services (CLIProxyAPIPlus first, then LiteLLM)"),
+                          ("restart", restart, "stop then start services")):
+        p = actions.add_parser(verb, help=doc, parents=[common])
+        p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+        p.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="readiness timeout (default: startup_timeout, or $STARTUP_TIMEOUT)")
+        p.set_defaults(run=lambda ctx, a, fn=fn: fn(ctx, names=a.names, timeout=a.timeout))
+    p = actions.add_parser("stop", help="stop services (LiteLLM first)", parents=[common])
+    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p.set_defaults(run=lambda ctx, a: stop(ctx, names=a.names))
+    p = actions.add_parser("status", help="same as `llm-router status`", parents=[common])
+    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p.set_defaults(run=lambda ctx, a: show_status(ctx, names=a.names))
+    p = actions.add_parser("logs", help="print a service's log", parents=[common])
+    p.add_argument("name", metavar="NAME", help="cliproxyapi_plus or litellm")
+    p.add_argument("-n", type=int, default=50, metavar="N", help="how many lines (default 50)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    p.set_defaults(run=lambda ctx, a: logs(ctx, a.name, lines=a.n, follow=a.follow))
+
+    p = sub.add_parser("status", help="supervisor-style state of each service", parents=[common])
+    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p.set_defaults(run=lambda ctx, a: show_status(ctx, names=a.names))
+    p = sub.add_parser("health", help="liveness and readiness; exit 0 only if all are ready", parents=[common])
+    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p.set_defaults(run=lambda ctx, a: check_health(ctx, names=a.names))

@@ -1,0 +1,19 @@
+"""Local keys llm-router generates and keeps in the private secrets folder (0600 files in a 0700 folder)."""
+from __future__ import annotations
+
+import secrets
+
+from .config import RouterConfig
+from .fsutil import write_private
+
+MANAGEMENT_KEY = "CLIPROXY_MANAGEMENT_KEY"  # plaintext CLIProxyAPIPlus management key; only we keep it
+
+
+def ensure_key(cfg: RouterConfig, name: str) -> str:
+    """The secret `name` from the environment, `secret_files` or a previous generation; generated once if unset."""
+    value = cfg.secret(name)
+    if value:
+        return value
+    value = "sk-" + secrets.token_urlsafe(32)
+    write_private(cfg.layout.secret_file(name), value + "\n")
+    return value

@@ -1,0 +1,616 @@
+"""The supervisor: start, stop, restart and inspect CLIProxyAPIPlus and LiteLLM as detached process groups.
+
+A service's identity is its pid file `.router/runtime/pids/<service>.json`: pid, process create time, command
+line, port and start time. It is trusted only while the live process matches all of them, so a recycled pid is
+never signalled; a stale file is reported and removed. Start, stop and restart hold the runtime lock, so
+concurrent callers are serialised. Readiness is HTTP 2xx on the service's readiness path, nothing else: the
+CLIProxyAPIPlus binary exits 0 even when it fails to start.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from . import events, health, keys
+from .config import MASTER_KEY_ENV, UPSTREAM_KEY_ENV, RouterConfig
+from .errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
+from .fsutil import atomic_write, ensure_dir
+from .layout import SERVICES, Layout
+
+STOPPED, STARTING, RUNNING, STALE = "STOPPED", "STARTING", "RUNNING", "STALE"
+ORDER = SERVICES  # start order; stop goes in reverse
+STOP_TIMEOUT = 35.0  # LiteLLM drains in-flight requests for up to GRACEFUL_SHUTDOWN_TIMEOUT (30 s)
+POLL = 0.2
+LOG_TAIL = 15
+LOCK_TIMEOUT_ENV = "LLM_ROUTER_LOCK_TIMEOUT"
+STARTUP_TIMEOUT_ENV = "STARTUP_TIMEOUT"
+
+# LiteLLM makes no outbound call except to its upstreams with these (reference: litellm.md §4).
+LITELLM_OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
+    "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True",
+    "LITELLM_LOCAL_POLICY_TEMPLATES": "true",
+    "LITELLM_LOCAL_BLOG_POSTS": "True",
+    "LITELLM_OFFLINE_MODE": "true",
+    "LITELLM_LOG": "INFO",
+}
+# Never handed to children: a stray OpenAI key would be sent upstream; MANAGEMENT_PASSWORD forces allow-remote.
+SCRUBBED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MANAGEMENT_PASSWORD", "LITELLM_MASTER_KEY", "PORT", "HOST")
+
+_children: dict[int, subprocess.Popen] = {}  # processes this interpreter spawned, reaped when they exit
+
+
+# --------------------------------------------------------------------------- process identity
+
+@dataclass
+class ProcessRecord:
+    service: str
+    pid: int
+    create_time: float
+    cmdline: list[str]
+    port: int
+    started_at: float
+    log: str
+    version: str | None = None
+    profile: str | None = None
+
+    def save(self, layout: Layout) -> None:
+        atomic_write(layout.pid_file(self.service), json.dumps(asdict(self), indent=2) + "\n")
+
+
+def read_record(layout: Layout, service: str) -> tuple[ProcessRecord | None, str | None]:
+    """The recorded process, or (None, why it is unusable); (None, None) when there is no pid file."""
+    path = layout.pid_file(service)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ProcessRecord(**data), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, TypeError) as exc:
+        return None, f"unreadable pid file {path} ({type(exc).__name__})"
+
+
+def live_process(record: ProcessRecord) -> psutil.Process | None:
+    """The live process the record describes, or None if it is gone or the pid now belongs to someone else."""
+    try:
+        proc = psutil.Process(record.pid)
+        if abs(proc.create_time() - record.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        # The runner may exec an interpreter, changing argv[0]: our arguments must still be the tail.
+        args, cmdline = record.cmdline[1:], proc.cmdline()
+        if args and cmdline[-len(args):] != args:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _group_members(pgid: int, not_before: float) -> list[psutil.Process]:
+    """Processes still in process group `pgid` that were created after our leader (never someone else's)."""
+    members = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= not_before - 0.05:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def _pid_reused(record: ProcessRecord) -> bool:
+    try:
+        proc = psutil.Process(record.pid)
+        alive = proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+    return alive and live_process(record) is None
+
+
+def _group_rss(proc: psutil.Process) -> int | None:
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running())
+    except psutil.Error:
+        return None
+
+
+# --------------------------------------------------------------------------- status
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str
+    host: str
+    port: int
+    log: str
+    pid: int | None = None
+    uptime: float | None = None
+    rss_bytes: int | None = None
+    profile: str | None = None
+    version: str | None = None
+    detail: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def expand(names: list[str] | tuple[str, ...] | str) -> list[str]:
+    """`all` or service names → service names in start order; unknown names are a usage error."""
+    if isinstance(names, str):
+        names = [names]
+    if not names or "all" in names:
+        return list(ORDER)
+    unknown = [n for n in names if n not in ORDER]
+    if unknown:
+        raise RouterError(f"unknown service '{unknown[0]}'", hint=f"services: all, {', '.join(ORDER)}",
+                          exit_code=USAGE)
+    return [n for n in ORDER if n in names]
+
+
+def inspect(cfg: RouterConfig, name: str, clean: bool = True) -> ServiceStatus:
+    """A service's state from its pid file and the live process. A stale pid file is removed when `clean`
+    and nobody holds the runtime lock (a start in progress may be about to rewrite it)."""
+    layout, svc = cfg.layout, cfg.services[name]
+    status = ServiceStatus(name=name, state=STOPPED, host=svc.host, port=svc.port, log=str(layout.log_file(name)))
+    record, problem = read_record(layout, name)
+    if record is None and problem is None:
+        return status
+    proc = live_process(record) if record else None
+    if proc is None:
+        status.state = STALE
+        status.detail = problem or f"stale pid file, process gone (pid {record.pid})"
+        if clean:
+            _clean_stale(layout, name, record)
+        return status
+    status.state = RUNNING
+    status.pid = record.pid
+    status.port = record.port
+    status.uptime = time.time() - record.started_at
+    status.rss_bytes = _group_rss(proc)
+    status.version = record.version
+    status.profile = _active_profile(layout) if name == "litellm" else None
+    return status
+
+
+def status(cfg: RouterConfig, names: list[str] | str = "all") -> list[ServiceStatus]:
+    return [inspect(cfg, name) for name in expand(names)]
+
+
+def is_running(cfg: RouterConfig, name: str) -> bool:
+    return inspect(cfg, name, clean=False).state == RUNNING
+
+
+def _clean_stale(layout: Layout, name: str, record: ProcessRecord | None) -> None:
+    lock = layout.lock()
+    try:
+        lock.timeout = 0
+        lock.acquire()
+    except RouterError:
+        return
+    try:
+        if record is not None:
+            _kill_group_leftovers(record)
+        with contextlib.suppress(FileNotFoundError):
+            layout.pid_file(name).unlink()
+    finally:
+        lock.release()
+
+
+def _active_profile(layout: Layout) -> str | None:
+    try:
+        return json.loads(layout.active_profile_file.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# --------------------------------------------------------------------------- start
+
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str
+    ready_key: str | None
+    profile: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    if any(os.environ.get(k) for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
+        no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost,::1"]))
+        env["NO_PROXY"] = env["no_proxy"] = no_proxy
+    env.update(extra)
+    return env
+
+
+def _prepare_cliproxy(cfg: RouterConfig) -> Launch:
+    from . import cliproxy
+
+    layout, svc = cfg.layout, cfg.services["cliproxyapi_plus"]
+    binary = layout.cliproxy_binary
+    if not binary.exists():
+        raise RouterError(f"CLIProxyAPIPlus is not installed ({binary} is missing)",
+                          hint="run `llm-router bootstrap download`", exit_code=NOT_FOUND)
+    if not os.access(binary, os.X_OK):
+        raise RouterError(f"{binary} is not executable", hint=f"chmod 755 {binary}, or run "
+                          "`llm-router bootstrap download --force`", exit_code=USAGE)
+    if svc.config_file is not None and not svc.config_file.exists() and \
+            "config_file" in (cfg.raw.get("services", {}).get("cliproxyapi_plus") or {}):
+        raise RouterError(f"services.cliproxyapi_plus.config_file {svc.config_file} does not exist",
+                          hint="cp config/examples/cliproxyapi.yaml config/cliproxyapi.yaml", exit_code=USAGE)
+    config_path = cliproxy.write_runtime_config(cfg)
+    key = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
+    return Launch(argv=[str(binary), "-config", config_path], env=_child_env({}),
+                  ready_url=svc.base_url + svc.readiness_path, ready_key=key)
+
+
+def required_secrets(cfg: RouterConfig) -> dict[str, str]:
+    """Provider key variables that the configured model groups use: {VAR: provider}."""
+    used = {d.provider for group in cfg.models for d in group.deployments}
+    return {cfg.providers[p].key_env: p for p in sorted(used) if cfg.providers[p].type != "cliproxyapi_plus"}
+
+
+def _prepare_litellm(cfg: RouterConfig) -> Launch:
+    from . import profiles, runner
+
+    layout, svc = cfg.layout, cfg.services["litellm"]
+    missing = [f"{var} (provider {provider})" for var, provider in required_secrets(cfg).items()
+               if not cfg.secret(var)]
+    if missing:
+        raise RouterError(f"secret not set: {', '.join(missing)}",
+                          hint="export the variable, or name a file for it under secret_files in routertool.yaml",
+                          exit_code=USAGE)
+    active = profiles.ensure_active(cfg)
+    secrets_env = {name: cfg.secret(name) or "" for name in cfg.secret_names()}
+    secrets_env[UPSTREAM_KEY_ENV] = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
+    master = secrets_env[MASTER_KEY_ENV] = keys.ensure_key(cfg, MASTER_KEY_ENV)
+    env = _child_env({**LITELLM_OFFLINE_ENV, **{k: v for k, v in secrets_env.items() if v}})
+    program = runner.ensure_litellm_runner(layout)
+    argv = [str(program), "--config", str(layout.active_config), "--host", svc.host, "--port", str(svc.port)]
+    return Launch(argv=argv, env=env, ready_url=svc.base_url + svc.readiness_path, ready_key=master,
+                  profile=active.get("name"))
+
+
+PREPARE = {"cliproxyapi_plus": _prepare_cliproxy, "litellm": _prepare_litellm}
+
+
+def port_owner(host: str, port: int) -> str | None:
+    """None when `host:port` can be bound; else who holds it (`pid 812 (python3)` when the OS tells)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError:
+            pass
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                return f"pid {conn.pid}"
+    return "another program"
+
+
+def _check_port(cfg: RouterConfig, name: str) -> None:
+    svc = cfg.services[name]
+    owner = port_owner(svc.host, svc.port)
+    if owner:
+        raise RouterError(f"port {svc.port} is in use by {owner}",
+                          hint=f"stop that program, or set services.{name}.port to a free port",
+                          exit_code=CONFLICT)
+
+
+def startup_timeout(cfg: RouterConfig, name: str, override: float | None = None) -> float:
+    if override:
+        return float(override)
+    env = os.environ.get(STARTUP_TIMEOUT_ENV)
+    if env:
+        try:
+            return float(env)
+        except ValueError:
+            raise RouterError(f"{STARTUP_TIMEOUT_ENV} must be a number of seconds, got {env!r}",
+                              exit_code=USAGE) from None
+    return cfg.services[name].startup_timeout
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL, since: int = 0) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
+    layout = cfg.layout
+    current = inspect(cfg, name)
+    if current.state == RUNNING:
+        return {"service": name, "result": "already running", "pid": current.pid, "port": current.port}
+    notes = [current.detail] if current.state == STALE else []
+    launch = PREPARE[name](cfg)
+    _check_port(cfg, name)
+    ensure_dir(layout.logs_dir)
+    log_path = layout.log_file(name)
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as handle:
+        handle.write(f"--- llm-router: starting {name} at {events.now_iso()} ---\n".encode())
+        handle.flush()
+        try:
+            proc = subprocess.Popen(launch.argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+                                    env=launch.env, cwd=layout.runtime_dir, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            raise RouterError(f"cannot start {name}: {exc.strerror or exc} ({launch.argv[0]})",
+                              hint="run `llm-router bootstrap download`", exit_code=USAGE) from None
+    _children[proc.pid] = proc
+    try:
+        create_time = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = time.time()
+    record = ProcessRecord(service=name, pid=proc.pid, create_time=create_time, cmdline=launch.argv,
+                           port=cfg.services[name].port, started_at=time.time(), log=str(log_path),
+                           profile=launch.profile)
+    record.save(layout)
+    try:
+        _wait_ready(cfg, name, proc, launch, startup_timeout(cfg, name, timeout), log_path, offset)
+    except BaseException:
+        _terminate(record)
+        with contextlib.suppress(FileNotFoundError):
+            layout.pid_file(name).unlink()
+        raise
+    if name == "cliproxyapi_plus":
+        record.version = _banner_version(log_path, offset)
+        record.save(layout)
+    return {"service": name, "result": "started", "pid": proc.pid, "port": record.port,
+            "profile": launch.profile, "version": record.version, "notes": notes + launch.notes}
+
+
+def _wait_ready(cfg: RouterConfig, name: str, proc: subprocess.Popen, launch: Launch, timeout: float,
+                log_path: Path, offset: int) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        code = proc.poll()
+        if code is not None:
+            _children.pop(proc.pid, None)
+            raise RouterError(f"{name} exited during start-up (exit status {code})",
+                              hint=f"read the log: {log_path}", exit_code=UNAVAILABLE,
+                              details=["last log lines:", *_log_tail(log_path, since=offset)])
+        last = health.probe(launch.ready_url, launch.ready_key, timeout=min(2.0, max(timeout, 0.5)))
+        if last.ready:
+            return
+        if time.monotonic() >= deadline:
+            raise RouterError(
+                f"{name} was not ready within {timeout:g} s (GET {launch.ready_url}: {last.error})",
+                hint=f"raise services.{name}.startup_timeout (or set {STARTUP_TIMEOUT_ENV}); log: {log_path}",
+                exit_code=UNAVAILABLE, details=["last log lines:", *_log_tail(log_path, since=offset)])
+        time.sleep(POLL)
+
+
+def _banner_version(log_path: Path, offset: int) -> str | None:
+    for line in _log_tail(log_path, lines=200, since=offset):
+        if line.startswith("CLIProxyAPI Version:"):
+            return line.split(":", 1)[1].split(",")[0].strip()
+    return None
+
+
+# --------------------------------------------------------------------------- stop
+
+def _terminate(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> int | None:
+    """SIGTERM the recorded process group, wait, SIGKILL what is left, verify nothing of it remains.
+
+    Only a process that still matches the record is signalled. Returns the leader's exit status when known."""
+    proc = live_process(record)
+    exit_status = None
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(record.pid, signal.SIGTERM)
+        exit_status = _wait_exit(record.pid, proc, timeout)
+    _kill_group_leftovers(record, grace=5.0 if proc is not None else 0.0)
+    return exit_status
+
+
+def _wait_exit(pid: int, proc: psutil.Process, timeout: float) -> int | None:
+    child = _children.pop(pid, None)
+    try:
+        if child is not None:
+            return child.wait(timeout)
+        return proc.wait(timeout)
+    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        try:
+            return child.wait(5) if child is not None else proc.wait(5)
+        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+            return None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _kill_group_leftovers(record: ProcessRecord, grace: float = 0.0) -> None:
+    """Members of our process group that outlived the leader (a crashed master's workers, say) are ours:
+    the kernel does not reuse a pid while it names a live process group. SIGTERM, then SIGKILL.
+    If the leader's pid now belongs to another process, the group is that process's: nothing is touched."""
+    if _pid_reused(record):
+        return
+    deadline = time.monotonic() + grace
+    members = _group_members(record.pid, record.create_time)
+    while members and time.monotonic() < deadline:
+        time.sleep(POLL)
+        members = _group_members(record.pid, record.create_time)
+    if not members:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for member in members:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(sig)
+        _, members = psutil.wait_procs(members, timeout=3)
+        if not members:
+            return
+    raise RouterError(f"{record.service}: processes of group {record.pid} survived SIGKILL: "
+                      f"{', '.join(str(m.pid) for m in members)}", exit_code=CONFLICT)
+
+
+def _stop_one(cfg: RouterConfig, name: str) -> dict:
+    layout = cfg.layout
+    record, problem = read_record(layout, name)
+    if record is None:
+        if problem:
+            layout.pid_file(name).unlink(missing_ok=True)
+        return {"service": name, "result": "not running", "notes": [problem] if problem else []}
+    if live_process(record) is None:
+        _kill_group_leftovers(record)
+        layout.pid_file(name).unlink(missing_ok=True)
+        return {"service": name, "result": "not running",
+                "notes": [f"stale pid file, process gone (pid {record.pid})"]}
+    exit_status = _terminate(record)
+    layout.pid_file(name).unlink(missing_ok=True)
+    clean = exit_status in (0, -signal.SIGTERM, 128 + signal.SIGTERM, None)
+    return {"service": name, "result": "stopped", "pid": record.pid, "exit_status": exit_status,
+            "notes": [] if clean else [f"exit status {exit_status}"]}
+
+
+# --------------------------------------------------------------------------- public actions
+
+def _lock_timeout() -> float:
+    try:
+        return float(os.environ.get(LOCK_TIMEOUT_ENV, "300"))
+    except ValueError:
+        return 300.0
+
+
+def _record_event(log: events.EventLog, event: str, outcome: dict, profile: str | None = None) -> None:
+    result = {"started": "ok", "stopped": "ok", "already running": "noop", "not running": "noop"}.get(
+        outcome.get("result"), outcome.get("result"))
+    detail = {k: v for k, v in outcome.items() if k not in ("service", "result") and v not in (None, [], "")}
+    log.append(event, service=outcome["service"], profile=profile or outcome.get("profile"), result=result,
+               detail=detail or None)
+
+
+def start(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
+    """Start services in order (CLIProxyAPIPlus first, ready before LiteLLM starts). Running ones are left alone."""
+    log = events.for_config(cfg)
+    outcomes = []
+    with cfg.layout.lock(_lock_timeout()):
+        for name in expand(names):
+            try:
+                outcome = _start_one(cfg, name, timeout)
+            except RouterError as exc:
+                _record_event(log, "service_start", {"service": name, "result": "failed", "error": exc.message})
+                raise
+            _record_event(log, "service_start", outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def stop(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:
+    """Stop services in reverse order (LiteLLM first)."""
+    log = events.for_config(cfg)
+    outcomes = []
+    with cfg.layout.lock(_lock_timeout()):
+        for name in reversed(expand(names)):
+            try:
+                outcome = _stop_one(cfg, name)
+            except RouterError as exc:
+                _record_event(log, "service_stop", {"service": name, "result": "failed", "error": exc.message})
+                raise
+            _record_event(log, "service_stop", outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def restart(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
+    """Stop then start the named services (reverse order down, forward order up) under one lock hold."""
+    log = events.for_config(cfg)
+    ordered = expand(names)
+    outcomes = []
+    with cfg.layout.lock(_lock_timeout()):
+        stopped = {name: _stop_one(cfg, name) for name in reversed(ordered)}
+        for name in ordered:
+            try:
+                outcome = _start_one(cfg, name, timeout)
+            except RouterError as exc:
+                _record_event(log, "service_restart", {"service": name, "result": "failed", "error": exc.message})
+                raise
+            outcome = {**outcome, "result": "restarted", "previous": stopped[name]["result"]}
+            log.append("service_restart", service=name, profile=outcome.get("profile"), result="ok",
+                       detail={"pid": outcome["pid"], "previous": outcome["previous"]})
+            outcomes.append(outcome)
+    return outcomes
+
+
+def health_check(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:
+    """Liveness (the recorded process is alive) and readiness (2xx on the readiness path), probed in parallel."""
+    ordered = expand(names)
+    states = {name: inspect(cfg, name) for name in ordered}
+    key_for = {"cliproxyapi_plus": cfg.secret(UPSTREAM_KEY_ENV), "litellm": cfg.secret(MASTER_KEY_ENV)}
+    targets = {}
+    for name in ordered:
+        svc = cfg.services[name]
+        targets[name] = (svc.base_url + svc.readiness_path, key_for[name])
+    probes = health.probe_all(targets)
+    results = []
+    for name in ordered:
+        probe = probes[name]
+        live = states[name].state == RUNNING
+        results.append({"service": name, "live": live, "ready": live and probe.ready, "state": states[name].state,
+                        "probe": probe.to_dict()})
+    return results
+
+
+def log_path(cfg: RouterConfig, name: str) -> Path:
+    expand([name])
+    return cfg.layout.log_file(name)
+
+
+def tail_log(cfg: RouterConfig, name: str, lines: int = 50) -> list[str]:
+    path = log_path(cfg, name)
+    if not path.exists():
+        raise RouterError(f"no log yet for {name} ({path})", hint=f"start it: `llm-router service start {name}`",
+                          exit_code=NOT_FOUND)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max(lines, 1) * 512))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError as exc:
+        raise RouterError(f"cannot read {path}: {exc.strerror}", exit_code=USAGE) from None
+    return text.splitlines()[-lines:] if lines > 0 else []
+
+
+def follow_log(cfg: RouterConfig, name: str, poll: float = 0.25):
+    """Yield lines appended to the service log from now on (Ctrl-C stops)."""
+    path = log_path(cfg, name)
+    position = path.stat().st_size if path.exists() else 0
+    pending = b""
+    while True:
+        try:
+            with open(path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size < position:
+                    position = 0  # truncated or replaced
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+        else:
+            time.sleep(poll)

@@ -1,0 +1,53 @@
+"""service.start, service.stop, service.restart, service.status, service.logs, service.health"""
+from invoke import Collection, task
+
+from ..commands import service as cmd
+from ._common import JSON_HELP, run
+
+NAME_HELP = "all (default), cliproxyapi_plus or litellm"
+
+
+def _names(name: str) -> list[str]:
+    return [n for n in name.replace(",", " ").split() if n] or ["all"]
+
+
+@task(help={"name": NAME_HELP, "timeout": "readiness timeout in seconds", "json": JSON_HELP},
+      auto_shortflags=False)
+def start(c, name="all", timeout=0.0, json=False):
+    """Start services (CLIProxyAPIPlus first, then LiteLLM)."""
+    run("service start", cmd.start, json=json, names=_names(name), timeout=timeout or None)
+
+
+@task(help={"name": NAME_HELP, "json": JSON_HELP}, auto_shortflags=False)
+def stop(c, name="all", json=False):
+    """Stop services (LiteLLM first)."""
+    run("service stop", cmd.stop, json=json, names=_names(name))
+
+
+@task(help={"name": NAME_HELP, "timeout": "readiness timeout in seconds", "json": JSON_HELP},
+      auto_shortflags=False)
+def restart(c, name="all", timeout=0.0, json=False):
+    """Stop then start services."""
+    run("service restart", cmd.restart, json=json, names=_names(name), timeout=timeout or None)
+
+
+@task(default=True, help={"name": NAME_HELP, "json": JSON_HELP}, auto_shortflags=False)
+def status(c, name="all", json=False):
+    """Supervisor-style state of each service."""
+    run("status", cmd.show_status, json=json, names=_names(name))
+
+
+@task(help={"name": NAME_HELP, "json": JSON_HELP}, auto_shortflags=False)
+def health(c, name="all", json=False):
+    """Liveness and readiness; fails unless every service is ready."""
+    run("health", cmd.check_health, json=json, names=_names(name))
+
+
+@task(help={"name": "cliproxyapi_plus or litellm", "n": "how many lines", "follow": "keep printing new lines",
+            "json": JSON_HELP}, auto_shortflags=False)
+def logs(c, name, n=50, follow=False, json=False):
+    """Print a service's log."""
+    run("service logs", cmd.logs, json=json, name=name, lines=n, follow=follow)
+
+
+ns = Collection("service", start, stop, restart, status, health, logs)
