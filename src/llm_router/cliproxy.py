@@ -18,6 +18,7 @@ from . import keys
 from .config import UPSTREAM_KEY_ENV, RouterConfig
 from .errors import AUTH, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from .fsutil import atomic_write, ensure_private_dir
+from .health import loopback_opener
 
 SERVICE = "cliproxyapi_plus"
 
@@ -82,7 +83,7 @@ class Management:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with loopback_opener().open(request, timeout=self.timeout) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as exc:
             status, payload = exc.code, _decode(exc.read())

@@ -22,6 +22,13 @@ class Probe:
         return vars(self).copy()
 
 
+def loopback_opener():
+    """A urllib opener that ignores HTTP(S)_PROXY: our services are on this machine."""
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def probe(url: str, key: str | None = None, timeout: float = PROBE_TIMEOUT) -> Probe:
     """GET `url` (with `Authorization: Bearer <key>` when given); never raises."""
     import urllib.error
@@ -31,7 +38,7 @@ def probe(url: str, key: str | None = None, timeout: float = PROBE_TIMEOUT) -> P
     request = urllib.request.Request(url, headers=headers)
     start = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with loopback_opener().open(request, timeout=timeout) as response:
             response.read(65536)
             status = response.status
     except urllib.error.HTTPError as exc:

@@ -80,7 +80,7 @@ def emit_error(command: str, error: RouterError, as_json: bool, warnings: Iterab
         for warning in warnings:
             err.write(f"warning: {warning}\n")
     err.write(f"error: {error.message}\n")
-    if len(error.details) > 1:
+    if error.details != [] and not (len(error.details) == 1 and error.details[0] in error.message):
         for line in error.details:
             err.write(f"  {line}\n")
     if error.hint:

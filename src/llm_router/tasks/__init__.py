@@ -6,7 +6,7 @@ import importlib
 
 from invoke import Collection
 
-TASK_MODULES = ("config", "events", "service", "check", "bootstrap")
+TASK_MODULES = ("config", "events", "service", "check", "bootstrap", "auth")
 
 
 def build_namespace() -> Collection:
