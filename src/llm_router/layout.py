@@ -87,6 +87,15 @@ class Layout:
     def user_profiles_dir(self) -> Path:
         return self.root / "config" / "profiles"
 
+    @property
+    def litellm_templates_dir(self) -> Path:
+        """The shipped LiteLLM templates: `base.yaml.j2` and `profiles/`."""
+        return templates_dir() / "litellm"
+
+    @property
+    def shipped_profiles_dir(self) -> Path:
+        return self.litellm_templates_dir / "profiles"
+
     # CLIProxyAPIPlus
     @property
     def cliproxy_runtime_config(self) -> Path:

@@ -6,13 +6,16 @@ import importlib
 
 from invoke import Collection
 
-TASK_MODULES = ("config", "events", "service", "check", "bootstrap", "auth")
+TASK_MODULES = ("config", "events", "service", "check", "bootstrap", "auth", "profile", "bench")
+ROOT_TASKS = (("stack", "up"), ("stack", "down"), ("demo", "demo"))  # (module, task) at the top level
 
 
 def build_namespace() -> Collection:
     namespace = Collection()
     for name in TASK_MODULES:
         namespace.add_collection(importlib.import_module(f".{name}", __package__).ns)
+    for module, name in ROOT_TASKS:
+        namespace.add_task(getattr(importlib.import_module(f".{module}", __package__), name))
     return namespace
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks that start real processes; see failover.py."""

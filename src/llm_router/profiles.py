@@ -1,0 +1,497 @@
+"""Policy profiles: discover, render, validate, activate and apply the LiteLLM proxy config.
+
+A profile is a Jinja2 template `<name>.yaml.j2`, looked up in the user's `config/profiles/` before the shipped
+`templates/litellm/profiles/`; both extend `templates/litellm/base.yaml.j2`. Its first comment line is its
+description. The template context is the validated routertool.yaml (providers, models, services) plus the
+profile name; secrets appear only as `os.environ/NAME` references.
+
+A rendered config is checked before anything is written (see `problems`), and every problem names the template
+file and line that produced it. Activation writes `runtime/litellm/<name>.yaml`, `runtime/litellm/active.yaml`
+and `runtime/active_profile.json`; a running LiteLLM is restarted on the new config and, if it does not become
+ready, the previous profile is restored.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import jinja2
+import yaml
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
+
+from . import config as config_mod
+from . import events
+from .errors import NOT_FOUND, USAGE, RouterError
+from .fsutil import atomic_write
+
+SUFFIX = ".yaml.j2"
+BASE = "base"
+SWITCH_EVENT = "profile_switch"
+DEEP_TIMEOUT = 120.0  # `litellm --validate_config` imports the whole proxy (~11 s measured)
+SECRET_KEYS = ("api_key", "master_key")
+FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+REQUIRED = {  # dotted path -> value every profile must render
+    "general_settings.master_key": f"os.environ/{config_mod.MASTER_KEY_ENV}",
+    "general_settings.disable_spend_logs": True,
+    "general_settings.disable_model_info_refresh": True,
+    "litellm_settings.drop_params": True,
+}
+_DESCRIPTION = re.compile(r"^\s*(?:\{#-?|#)\s*(.*?)\s*(?:-?#\})?\s*$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    source: str  # "user" (config/profiles) or "shipped" (templates/litellm/profiles)
+    description: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    profile: Profile
+    text: str
+    origins: list[tuple[str, int] | None]  # per rendered line: (template file, line) that wrote it
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def where(self, line: int | None) -> str:
+        """`file:line` of the template that produced rendered line `line` (1-based)."""
+        if line:
+            for origin in self.origins[line - 1:]:  # a line without a mark came from an expression: use the next
+                if origin:
+                    return f"{origin[0]}:{origin[1]}"
+        return str(self.profile.path)
+
+
+# --------------------------------------------------------------------------- discovery
+
+def available(cfg: config_mod.RouterConfig) -> list[Profile]:
+    """Every profile by name, the user's shadowing a shipped one of the same name."""
+    found: dict[str, Profile] = {}
+    for source, folder in (("user", cfg.layout.user_profiles_dir), ("shipped", cfg.layout.shipped_profiles_dir)):
+        for path in sorted(folder.glob(f"*{SUFFIX}")):
+            name = path.name[:-len(SUFFIX)]
+            if name != BASE and config_mod.NAME.match(name) and name not in found:
+                found[name] = Profile(name, path, source, _description(path))
+    return sorted(found.values(), key=lambda p: p.name)
+
+
+def find(cfg: config_mod.RouterConfig, name: str) -> Profile:
+    """The profile called `name`; RouterError (not found) listing the available ones otherwise."""
+    names = {p.name: p for p in available(cfg)}
+    if name in names:
+        return names[name]
+    close = difflib.get_close_matches(name, list(names), n=1)
+    raise RouterError(f"unknown profile '{name}' (available: {', '.join(names) or 'none'})"
+                      + (f"; did you mean '{close[0]}'?" if close else ""),
+                      hint=f"`llm-router profile list` shows them; add your own to {cfg.layout.user_profiles_dir} "
+                           f"as {name}{SUFFIX}", exit_code=NOT_FOUND)
+
+
+def _description(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    match = _DESCRIPTION.match(first)
+    return match.group(1) if match else ""
+
+
+# --------------------------------------------------------------------------- rendering
+
+class _LineOrigins(Extension):
+    """Marks the end of every line of template text with its file and line, so that a problem found in the
+    rendered YAML can be reported where the template wrote it. `_split_origins` removes the marks."""
+
+    def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
+        for token in stream:
+            if token.type == "data" and "\n" in token.value:
+                lines = token.value.split("\n")
+                marked = [f"{text}\ue000{stream.filename}\ue001{token.lineno + i}\ue002"
+                          for i, text in enumerate(lines[:-1])]
+                token = Token(token.lineno, "data", "\n".join(marked + lines[-1:]))
+            yield token
+
+
+_MARK = re.compile("\ue000([^\ue001]*)\ue001(\\d+)\ue002")
+
+
+def _split_origins(marked: str) -> tuple[str, list[tuple[str, int] | None]]:
+    text_lines, origins = [], []
+    for line in marked.split("\n"):
+        marks = _MARK.findall(line)
+        origins.append((marks[-1][0], int(marks[-1][1])) if marks else None)
+        text_lines.append(_MARK.sub("", line))
+    return "\n".join(text_lines), origins
+
+
+def _environment(cfg: config_mod.RouterConfig) -> jinja2.Environment:
+    # The shipped base first, so that `base.yaml.j2` is always the skeleton; then the user's profiles, which
+    # shadow the shipped ones.
+    layout = cfg.layout
+    loader = jinja2.FileSystemLoader([str(layout.litellm_templates_dir), str(layout.user_profiles_dir),
+                                      str(layout.shipped_profiles_dir)])
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, extensions=[_LineOrigins],
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+
+
+def context(cfg: config_mod.RouterConfig, name: str) -> dict:
+    """What a template sees: the effective config (api_base and key variable resolved per provider, never a
+    secret value) with every deployment's provider details and stable id, plus the profile name."""
+    effective = config_mod.effective(cfg)
+    providers = effective["providers"]
+    models = [{"name": group["name"],
+               "deployments": [{**providers[d["provider"]], **d, "id": f"{group['name']}/{d['provider']}/{d['model']}"}
+                               for d in group["deployments"]]}
+              for group in effective["models"]]
+    return {"profile": name, "providers": providers, "models": models, "services": effective["services"]}
+
+
+def _render(cfg: config_mod.RouterConfig, profile: Profile) -> Rendered:
+    env = _environment(cfg)
+    try:
+        template = env.get_template(profile.path.name)
+        marked = template.render(context(cfg, profile.name))
+    except jinja2.TemplateSyntaxError as exc:
+        raise RouterError(f"{exc.filename or profile.path}:{exc.lineno}: template syntax error: {exc.message}",
+                          hint="fix the template, then run `llm-router profile show " + profile.name + "`",
+                          exit_code=USAGE) from None
+    except jinja2.TemplateNotFound as exc:
+        raise RouterError(f"{profile.path}: template '{exc.name}' not found",
+                          hint=f"templates are looked up in {cfg.layout.litellm_templates_dir}, "
+                               f"{cfg.layout.user_profiles_dir} and {cfg.layout.shipped_profiles_dir}",
+                          exit_code=USAGE) from None
+    except Exception as exc:
+        where = _template_frame(exc.__traceback__)
+        if where is None:  # not raised by template code: a bug of ours
+            raise
+        what = "undefined variable" if isinstance(exc, jinja2.UndefinedError) else type(exc).__name__
+        raise RouterError(f"{where}: {what}: {exc}", exit_code=USAGE,
+                          hint="the context holds profile, models, providers and services; "
+                               "see templates/litellm/base.yaml.j2") from None
+    text, origins = _split_origins(marked)
+    return Rendered(profile, text, origins)
+
+
+def _template_frame(tb: types.TracebackType | None) -> str | None:
+    """`file:line` of the innermost template frame of a Jinja2 traceback (Jinja2 rewrites them to point there)."""
+    where = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(SUFFIX):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def render(cfg: config_mod.RouterConfig, name: str) -> str:
+    """The profile's LiteLLM config, rendered and checked (RouterError naming file:line when invalid)."""
+    return _checked(cfg, find(cfg, name)).text
+
+
+def _checked(cfg: config_mod.RouterConfig, profile: Profile, deep: bool = False) -> Rendered:
+    rendered = _render(cfg, profile)
+    found = problems(cfg, rendered)
+    if found:
+        count = f"{len(found)} problems" if len(found) > 1 else "1 problem"
+        raise RouterError(f"profile '{profile.name}' renders an invalid LiteLLM config ({count})"
+                          + (f": {found[0]}" if len(found) == 1 else ":"),
+                          hint=f"fix the template lines listed, then run `llm-router profile show {profile.name}`",
+                          exit_code=USAGE, details=found)
+    if deep:
+        _validate_with_litellm(cfg, rendered)
+    return rendered
+
+
+# --------------------------------------------------------------------------- validation
+
+def problems(cfg: config_mod.RouterConfig, rendered: Rendered) -> list[str]:
+    """Everything wrong with a rendered config, each as `template-file:line: message`."""
+    try:
+        node = yaml.compose(rendered.text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(rendered.text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return [f"{rendered.where(mark.line + 1 if mark else None)}: not valid YAML: {problem}"]
+    if not isinstance(data, dict):
+        return [f"{rendered.where(1)}: the config must be a mapping of keys"]
+    lines: dict[str, int] = {}
+    config_mod._index_lines(node, "", lines)
+    found: list[str] = []
+
+    def add(path: str, message: str) -> None:
+        while path not in lines and re.search(r"[.\[]", path):
+            path = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", path)
+        found.append(f"{rendered.where(lines.get(path))}: {message}")
+
+    groups = _check_model_list(cfg, data, add)
+    for section in ("router_settings", "litellm_settings"):
+        settings = _mapping(data, section)
+        for key in FALLBACK_KEYS:
+            _check_fallbacks(settings.get(key), f"{section}.{key}", groups, add)
+        defaults = settings.get("default_fallbacks")
+        for i, target in enumerate(defaults if isinstance(defaults, list) else []):
+            if target not in groups:
+                add(f"{section}.default_fallbacks[{i}]", f"fallback target '{target}' is not a model group")
+    for dotted, value in REQUIRED.items():
+        section, key = dotted.split(".")
+        if _mapping(data, section).get(key) != value:
+            add(dotted, f"{dotted} must be {json.dumps(value)} in every profile")
+    allowed = set(cfg.secret_names())
+    for path, key, value in _strings(data, ""):
+        if value.startswith("os.environ/") and value[len("os.environ/"):] not in allowed:
+            add(path, f"os.environ/{value[len('os.environ/'):]} is not a variable llm-router knows "
+                      f"(known: {', '.join(sorted(allowed))})")
+        elif key in SECRET_KEYS and not value.startswith("os.environ/"):
+            add(path, f"{key} must be an os.environ/NAME reference, not a literal value")
+    secrets = [s for s in cfg.known_secrets() if len(s) >= events.MIN_SECRET_LEN]
+    for number, line in enumerate(rendered.text.splitlines(), 1):
+        if any(s in line for s in secrets):
+            found.append(f"{rendered.where(number)}: the rendered config contains the value of a secret; "
+                         "reference it as os.environ/NAME")
+    return list(dict.fromkeys(found))  # a template line inside a loop reports its problem once
+
+
+def _check_model_list(cfg: config_mod.RouterConfig, data: dict, add) -> set[str]:
+    """The deployments: configured group names, existing providers, unique ids, explicit order and cooldown."""
+    entries = data.get("model_list")
+    if not isinstance(entries, list) or not entries:
+        add("model_list", "model_list must be a non-empty list of deployments")
+        return set()
+    names = {g.name for g in cfg.models}
+    groups: set[str] = set()
+    ids: set[str] = set()
+    for i, entry in enumerate(entries):
+        path = f"model_list[{i}]"
+        entry = entry if isinstance(entry, dict) else {}
+        group, params, info = entry.get("model_name"), _mapping(entry, "litellm_params"), _mapping(entry, "model_info")
+        if group not in names:
+            add(f"{path}.model_name", f"model group '{group}' is not a models[].name of {cfg.path.name} "
+                                      f"(clients only send those: {', '.join(sorted(names))})")
+        groups.add(group)
+        dep_id = str(info.get("id", ""))
+        parts = dep_id.split("/", 2)
+        if len(parts) != 3 or parts[0] != group:
+            add(f"{path}.model_info", f"model_info.id must be '<group>/<provider>/<model>', got '{dep_id}'")
+        elif parts[1] not in cfg.providers:
+            add(f"{path}.model_info.id", f"deployment '{dep_id}' names unknown provider '{parts[1]}' "
+                                         f"(known: {', '.join(sorted(cfg.providers))})")
+        if dep_id in ids:
+            add(f"{path}.model_info.id", f"deployment id '{dep_id}' is used twice")
+        ids.add(dep_id)
+        for key in ("order", "cooldown_time"):
+            value = params.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                add(f"{path}.litellm_params.{key}", f"litellm_params.{key} must be a positive number on every "
+                                                    f"deployment, got {json.dumps(value)}")
+    for name in sorted(names - groups):
+        add("model_list", f"model group '{name}' (models[].name) has no deployment")
+    return groups
+
+
+def _mapping(data: dict, key: str) -> dict:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _check_fallbacks(value: Any, path: str, groups: set[str], add) -> None:
+    """`[{group: [target, ...]}, ...]`: known groups, never a group falling back to itself."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        add(path, f"{path} must be a list of {{group: [targets]}}")
+        return
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            add(f"{path}[{i}]", f"{path}[{i}] must be a mapping {{group: [targets]}}")
+            continue
+        for source, targets in entry.items():
+            if source != "*" and source not in groups:
+                add(f"{path}[{i}].{source}", f"fallbacks for '{source}', which is not a model group")
+            for j, target in enumerate(targets if isinstance(targets, list) else [targets]):
+                if target == source:
+                    add(f"{path}[{i}].{source}[{j}]", f"model group '{source}' falls back to itself")
+                elif target not in groups:
+                    add(f"{path}[{i}].{source}[{j}]", f"fallback target '{target}' is not a model group")
+
+
+def _strings(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, str]]:
+    """(dotted path, key, value) of every string in the document."""
+    if isinstance(value, str):
+        yield path, key, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k), str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]", key)
+
+
+def _validate_with_litellm(cfg: config_mod.RouterConfig, rendered: Rendered) -> None:
+    """`litellm --validate_config` on the rendered file (~11 s), offline, with placeholders for the secrets."""
+    from .services import LITELLM_OFFLINE_ENV, SCRUBBED_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update({**LITELLM_OFFLINE_ENV, **{name: "validate-only" for name in cfg.secret_names()}})
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", encoding="utf-8") as handle:
+        handle.write(rendered.text)
+        handle.flush()
+        try:
+            proc = subprocess.run([_litellm_executable(), "--config", handle.name, "--validate_config"],
+                                  capture_output=True, text=True, env=env, timeout=DEEP_TIMEOUT,
+                                  stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise RouterError("litellm is not installed, so --deep cannot run", exit_code=USAGE,
+                              hint="uv sync --group runtime") from None
+        except subprocess.TimeoutExpired:
+            raise RouterError(f"litellm --validate_config did not finish within {DEEP_TIMEOUT:.0f} s",
+                              exit_code=USAGE) from None
+    output = (proc.stdout + proc.stderr).strip().splitlines()
+    if proc.returncode != 0:
+        raise RouterError(f"profile '{rendered.profile.name}': litellm --validate_config failed "
+                          f"(exit {proc.returncode}): {output[-1] if output else 'no output'}",
+                          exit_code=USAGE, details=output[-20:])
+    # LiteLLM drops a deployment it cannot load (logging why) and still says "config OK (N models)"
+    loaded = re.search(r"config OK \((\d+) models?\)", proc.stdout)
+    expected = len(yaml.safe_load(rendered.text)["model_list"])
+    if loaded is None or int(loaded.group(1)) != expected:
+        count = loaded.group(1) if loaded else "an unknown number"
+        raise RouterError(f"profile '{rendered.profile.name}': LiteLLM loaded {count} of {expected} deployments",
+                          hint="the lines listed say which deployment LiteLLM rejected and why", exit_code=USAGE,
+                          details=output[-20:])
+
+
+def _litellm_executable() -> str:
+    return str(Path(sys.prefix) / "bin" / "litellm")  # the runtime group, synced into this venv
+
+
+# --------------------------------------------------------------------------- activation
+
+def active(cfg: config_mod.RouterConfig) -> dict | None:
+    """The active profile (`name, sha256, time, template`), or None when none was activated."""
+    try:
+        info = json.loads(cfg.layout.active_profile_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("name") else None
+
+
+def ensure_active(cfg: config_mod.RouterConfig) -> dict:
+    """The active profile; when none is (or its config file is gone), activate `default_profile` (or the one
+    named in active_profile.json). Services are not touched."""
+    with cfg.layout.lock():
+        info = active(cfg)
+        if info and cfg.layout.active_config.is_file():
+            return info
+        rendered = _checked(cfg, find(cfg, info["name"] if info else cfg.default_profile))
+        info, _ = _activate(cfg, rendered)
+        _event(cfg, rendered.profile.name, "ok", {"reason": "nothing was active", "sha256": info["sha256"]})
+        return info
+
+
+def set_profile(cfg: config_mod.RouterConfig, name: str, deep: bool = False) -> dict:
+    """Render, validate, activate, and apply to a running LiteLLM (restoring the previous profile if it does not
+    become ready). Returns the new active info plus `previous` and `applied`."""
+    rendered = _checked(cfg, find(cfg, name), deep=deep)
+    with cfg.layout.lock():
+        previous = active(cfg)
+        info, saved = _activate(cfg, rendered)
+        applied = _apply(cfg, rendered, previous, saved)
+        detail = {"from": previous["name"] if previous else None, "sha256": info["sha256"], "applied": applied}
+        _event(cfg, name, "ok", detail)
+    return {**info, "previous": detail["from"], "applied": applied}
+
+
+def _activate(cfg: config_mod.RouterConfig, rendered: Rendered) -> tuple[dict, dict[Path, bytes | None]]:
+    """Write the profile's file, the active config and its info; on failure all three are put back as they were.
+    Returns the new info and the previous content of the files (None: the file did not exist)."""
+    layout = cfg.layout
+    own = layout.profile_config(rendered.profile.name)
+    info = {"name": rendered.profile.name, "sha256": rendered.sha256, "time": events.now_iso(),
+            "template": str(rendered.profile.path), "config": str(own)}
+    writes = {own: rendered.text, layout.active_config: rendered.text,
+              layout.active_profile_file: json.dumps(info, indent=2) + "\n"}
+    saved = {path: _read_bytes(path) for path in writes}
+    try:
+        for path, text in writes.items():
+            atomic_write(path, text)
+    except BaseException:
+        _restore(saved)
+        raise
+    return info, saved
+
+
+def _apply(cfg: config_mod.RouterConfig, rendered: Rendered, previous: dict | None,
+           saved: dict[Path, bytes | None]) -> bool:
+    """Restart a running LiteLLM on the new config. When it does not become ready, put the previous profile back
+    (and restart on it), record the rollback and raise. False when LiteLLM was not running."""
+    from . import services
+
+    if not services.is_running(cfg, "litellm"):
+        return False
+    try:
+        services.restart(cfg, ["litellm"])
+        return True
+    except RouterError as exc:
+        failure = exc
+    _restore(saved)
+    name = rendered.profile.name
+    if previous is None:
+        outcome = "no profile was active before, so none was restored"
+    else:
+        try:
+            services.restart(cfg, ["litellm"])
+            outcome = f"restored the previous profile '{previous['name']}' and restarted LiteLLM on it"
+        except RouterError as again:
+            outcome = (f"restored the previous profile '{previous['name']}', but LiteLLM did not start on it "
+                       f"either: {again.message}")
+    _event(cfg, name, "rolled_back", {"error": failure.message, "restored": previous["name"] if previous else None})
+    raise RouterError(f"profile '{name}' was not applied: {failure.message}; {outcome}",
+                      hint=failure.hint or "see `llm-router events` and the LiteLLM log",
+                      exit_code=failure.exit_code)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _restore(saved: dict[Path, bytes | None]) -> None:
+    for path, data in saved.items():
+        with contextlib.suppress(RouterError, OSError):
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, data)
+
+
+def _event(cfg: config_mod.RouterConfig, profile: str, result: str, detail: dict) -> None:
+    events.for_config(cfg).append(SWITCH_EVENT, service="litellm", profile=profile, result=result, detail=detail)
+
+
+# --------------------------------------------------------------------------- comparison
+
+def diff(cfg: config_mod.RouterConfig, a: str, b: str) -> str:
+    """A unified diff of two rendered profiles ("" when they render the same)."""
+    text_a, text_b = render(cfg, a), render(cfg, b)
+    return "".join(difflib.unified_diff(text_a.splitlines(keepends=True), text_b.splitlines(keepends=True),
+                                        fromfile=f"{a}.yaml", tofile=f"{b}.yaml"))
