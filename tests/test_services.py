@@ -133,7 +133,6 @@ class CliproxyServiceTest(StackRepo):
         text = self.config_path.read_text().replace("readiness_path: /v1/models", "readiness_path: /nope")
         self.config_path.write_text(text)
         self.cfg = self.load()
-        before = {p.pid for p in psutil.process_iter()}
         code, _, err = self.cli("service", "start", CP, "--timeout", "2")
         self.assertEqual(code, UNAVAILABLE)
         self.assertIn("was not ready within 2 s", err)
@@ -141,8 +140,8 @@ class CliproxyServiceTest(StackRepo):
         self.assertIn("startup_timeout", err)
         self.assertFalse(self.cfg.layout.pid_file(CP).exists())
         time.sleep(0.2)
-        new = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
-               and "llm_router.standin.cliproxy" in " ".join(p.info["cmdline"] or [])]
+        ours = str(self.cfg.layout.cliproxy_runtime_config)
+        new = [p for p in psutil.process_iter(["cmdline"]) if ours in " ".join(p.info["cmdline"] or [])]
         self.assertEqual(new, [])
 
     def test_recycled_pid_is_never_signalled(self):

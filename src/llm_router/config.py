@@ -40,10 +40,13 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when availabl
 SERVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cliproxyapi_plus": {"host": "127.0.0.1", "port": 8317, "config_file": "config/cliproxyapi.yaml",
                          "readiness_path": "/v1/models", "startup_timeout": 30},
-    "litellm": {"host": "127.0.0.1", "port": 4000, "readiness_path": "/health/readiness", "startup_timeout": 90},
+    "litellm": {"host": "127.0.0.1", "port": 4000, "readiness_path": "/health/readiness", "startup_timeout": 90,
+                "mode": "gunicorn", "worker_boot_timeout": 10},
 }
 DEFAULT_HEALTH_PATH = "/v1/models"
-SERVICE_KEYS = {"host", "port", "config_file", "readiness_path", "health_path", "startup_timeout"}
+SERVICE_KEYS = {"host", "port", "readiness_path", "health_path", "startup_timeout"}
+EXTRA_SERVICE_KEYS = {"cliproxyapi_plus": {"config_file"}, "litellm": {"mode", "worker_boot_timeout", "max_rss_mb"}}
+LITELLM_MODES = ("gunicorn", "uvicorn")  # gunicorn: profile switches swap workers live; uvicorn: they restart
 BOOTSTRAP_DEFAULTS = {"cliproxy_repository": "router-for-me/CLIProxyAPIPlus", "cliproxy_version": "v6.9.28-0",
                       "github_api_url": "https://api.github.com"}
 TOP_KEYS = {"config_version", "runtime_dir", "default_profile", "bootstrap", "services", "providers", "models",
@@ -62,6 +65,9 @@ class ServiceConfig:
     health_path: str
     startup_timeout: float
     config_file: Path | None = None
+    mode: str | None = None  # litellm only
+    worker_boot_timeout: float = 10.0  # litellm only: a worker not serving this long after its fork is replaced
+    max_rss_mb: int | None = None  # litellm only: `service watch` recycles the worker above this
 
     @property
     def base_url(self) -> str:
@@ -513,8 +519,7 @@ def _validate_services(p: _Problems, raw: dict, root: Path) -> dict[str, Service
     for name in SERVICES:
         prefix = f"services.{name}"
         given = _mapping(p, raw, name, "services")
-        p.unknown_keys(given, SERVICE_KEYS if name == "cliproxyapi_plus" else SERVICE_KEYS - {"config_file"},
-                       prefix)
+        p.unknown_keys(given, SERVICE_KEYS | EXTRA_SERVICE_KEYS[name], prefix)
         merged = {**SERVICE_DEFAULTS[name], **given}
         host = _string(p, merged, "host", None, prefix)
         port = merged.get("port")
@@ -540,14 +545,32 @@ def _validate_services(p: _Problems, raw: dict, root: Path) -> dict[str, Service
                 p.add(f"{prefix}.config_file", f"must be a file path, got {_show(value)}")
             elif value:
                 config_file = _resolve(root, value)
+        extra: dict[str, Any] = {}
+        if name == "litellm":
+            extra = _validate_litellm_extras(p, merged, prefix)
         result[name] = ServiceConfig(name=name, host=host, port=port, startup_timeout=float(timeout),
-                                     config_file=config_file, **paths)
+                                     config_file=config_file, **paths, **extra)
     ports: dict[int, str] = {}
     for name, svc in result.items():
         if svc.port and svc.port in ports:
             p.add(f"services.{name}.port", f"port {svc.port} is already used by services.{ports[svc.port]}")
         ports.setdefault(svc.port, name)
     return result
+
+
+def _validate_litellm_extras(p: _Problems, merged: dict, prefix: str) -> dict[str, Any]:
+    mode = merged.get("mode")
+    if mode not in LITELLM_MODES:
+        p.add(f"{prefix}.mode", f"must be one of {', '.join(LITELLM_MODES)}, got {_show(mode)}")
+    boot = merged.get("worker_boot_timeout")
+    if isinstance(boot, bool) or not isinstance(boot, (int, float)) or not 1 <= boot <= 600:
+        p.add(f"{prefix}.worker_boot_timeout", f"must be a number of seconds between 1 and 600, got {_show(boot)}")
+        boot = 10
+    rss = merged.get("max_rss_mb")
+    if rss is not None and (isinstance(rss, bool) or not isinstance(rss, int) or rss < 64):
+        p.add(f"{prefix}.max_rss_mb", f"must be a whole number of megabytes, at least 64, got {_show(rss)}")
+        rss = None
+    return {"mode": mode, "worker_boot_timeout": float(boot), "max_rss_mb": rss}
 
 
 def _validate_providers(p: _Problems, raw: dict) -> dict[str, ProviderConfig]:
@@ -655,7 +678,9 @@ def effective(config: RouterConfig) -> dict:
         "bootstrap": vars(config.bootstrap).copy(),
         "services": {name: {"host": s.host, "port": s.port, "readiness_path": s.readiness_path,
                             "health_path": s.health_path, "startup_timeout": s.startup_timeout,
-                            **({"config_file": str(s.config_file)} if s.config_file else {})}
+                            **({"config_file": str(s.config_file)} if s.config_file else {}),
+                            **({"mode": s.mode, "worker_boot_timeout": s.worker_boot_timeout,
+                                "max_rss_mb": s.max_rss_mb} if s.mode else {})}
                      for name, s in config.services.items()},
         "providers": {name: {"type": pr.type, "tier": pr.tier,
                              "api_base": pr.api_base or f"{config.services['cliproxyapi_plus'].base_url}/v1",

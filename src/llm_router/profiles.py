@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,14 +410,33 @@ def ensure_active(cfg: config_mod.RouterConfig) -> dict:
 def set_profile(cfg: config_mod.RouterConfig, name: str, deep: bool = False) -> dict:
     """Render, validate, activate, and apply to a running LiteLLM (restoring the previous profile if it does not
     become ready). Returns the new active info plus `previous` and `applied`."""
+    from . import prove, services
+
+    started = time.monotonic()
     rendered = _checked(cfg, find(cfg, name), deep=deep)
+    if services.litellm_mode(cfg) == "gunicorn":
+        # A live worker that cannot load its config stops the whole gunicorn server: prove it first.
+        prove.ensure_proven(cfg, name, rendered.text)
     with cfg.layout.lock():
         previous = active(cfg)
         info, saved = _activate(cfg, rendered)
         applied = _apply(cfg, rendered, previous, saved)
-        detail = {"from": previous["name"] if previous else None, "sha256": info["sha256"], "applied": applied}
+        detail = {"from": previous["name"] if previous else None, "sha256": info["sha256"],
+                  "applied": applied["how"], "seconds": round(time.monotonic() - started, 3)}
+        for key in ("worker_ready_s", "switch_s", "replaced_hung"):
+            if key in applied:
+                detail[key] = applied[key]
         _event(cfg, name, "ok", detail)
-    return {**info, "previous": detail["from"], "applied": applied}
+    return {**info, "previous": detail["from"], "applied": applied, "seconds": detail["seconds"]}
+
+
+def prove_all(cfg: config_mod.RouterConfig, names: list[str] | None = None) -> dict[str, dict]:
+    """Prove that LiteLLM loads the named profiles (all by default); verdicts are cached (prove.py)."""
+    from . import prove
+
+    chosen = names or [p.name for p in available(cfg)]
+    texts = {name: _checked(cfg, find(cfg, name)).text for name in chosen}
+    return prove.prove_texts(cfg, texts)
 
 
 def _activate(cfg: config_mod.RouterConfig, rendered: Rendered) -> tuple[dict, dict[Path, bytes | None]]:
@@ -439,33 +459,22 @@ def _activate(cfg: config_mod.RouterConfig, rendered: Rendered) -> tuple[dict, d
 
 
 def _apply(cfg: config_mod.RouterConfig, rendered: Rendered, previous: dict | None,
-           saved: dict[Path, bytes | None]) -> bool:
-    """Restart a running LiteLLM on the new config. When it does not become ready, put the previous profile back
-    (and restart on it), record the rollback and raise. False when LiteLLM was not running."""
+           saved: dict[Path, bytes | None]) -> dict:
+    """Make a running LiteLLM serve the new profile: a live worker swap (gunicorn mode) or a restart (uvicorn).
+    When that fails, the supervisor puts the previous files back (through `restore`) and serves them again; the
+    rollback is recorded and raised. `{"how": "not running"}` when LiteLLM is not running."""
     from . import services
 
-    if not services.is_running(cfg, "litellm"):
-        return False
     try:
-        services.restart(cfg, ["litellm"])
-        return True
+        return services.apply_litellm_config(cfg, restore=lambda: _restore(saved))
     except RouterError as exc:
-        failure = exc
-    _restore(saved)
-    name = rendered.profile.name
-    if previous is None:
-        outcome = "no profile was active before, so none was restored"
-    else:
-        try:
-            services.restart(cfg, ["litellm"])
-            outcome = f"restored the previous profile '{previous['name']}' and restarted LiteLLM on it"
-        except RouterError as again:
-            outcome = (f"restored the previous profile '{previous['name']}', but LiteLLM did not start on it "
-                       f"either: {again.message}")
-    _event(cfg, name, "rolled_back", {"error": failure.message, "restored": previous["name"] if previous else None})
-    raise RouterError(f"profile '{name}' was not applied: {failure.message}; {outcome}",
-                      hint=failure.hint or "see `llm-router events` and the LiteLLM log",
-                      exit_code=failure.exit_code)
+        name = rendered.profile.name
+        restored = previous["name"] if previous else None
+        _event(cfg, name, "rolled_back", {"error": exc.message, "restored": restored})
+        where = f"the previous profile '{restored}' is active again" if restored else "no profile was active before"
+        raise RouterError(f"profile '{name}' was not applied ({where}): {exc.message}",
+                          hint=exc.hint or "see `llm-router events` and the LiteLLM log",
+                          exit_code=exc.exit_code) from None
 
 
 def _read_bytes(path: Path) -> bytes | None:

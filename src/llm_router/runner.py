@@ -39,6 +39,14 @@ def ensure_litellm_runner(layout: Layout) -> Path:
     return atomic_write(layout.litellm_runner, script, mode=0o755)
 
 
+def runtime_python(layout: Layout) -> list[str]:
+    """The command that runs Python in the LiteLLM runtime environment, chosen like the runner's target."""
+    if (Path(sys.prefix) / "bin" / "litellm").exists():
+        return [sys.executable]
+    project = source_root() or layout.root
+    return [shutil.which("uv") or "uv", "run", "--project", str(project), "--group", "runtime", "--frozen", "python"]
+
+
 def litellm_available() -> tuple[bool, str | None]:
     """Whether the `runtime` group is synced into this venv, and LiteLLM's version.
 

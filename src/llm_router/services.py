@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -63,9 +64,12 @@ class ProcessRecord:
     log: str
     version: str | None = None
     profile: str | None = None
+    mode: str | None = None  # litellm: gunicorn or uvicorn
+    restarts: int = 0  # restarts by `service watch` since the first start
+    env_fingerprint: str | None = None  # litellm: hash of the secrets it was started with (file is 0600)
 
     def save(self, layout: Layout) -> None:
-        atomic_write(layout.pid_file(self.service), json.dumps(asdict(self), indent=2) + "\n")
+        atomic_write(layout.pid_file(self.service), json.dumps(asdict(self), indent=2) + "\n", mode=0o600)
 
 
 def read_record(layout: Layout, service: str) -> tuple[ProcessRecord | None, str | None]:
@@ -138,6 +142,8 @@ class ServiceStatus:
     rss_bytes: int | None = None
     profile: str | None = None
     version: str | None = None
+    mode: str | None = None
+    restarts: int = 0
     detail: str | None = None
 
     def to_dict(self) -> dict:
@@ -178,6 +184,8 @@ def inspect(cfg: RouterConfig, name: str, clean: bool = True) -> ServiceStatus:
     status.uptime = time.time() - record.started_at
     status.rss_bytes = _group_rss(proc)
     status.version = record.version
+    status.mode = record.mode
+    status.restarts = record.restarts
     status.profile = _active_profile(layout) if name == "litellm" else None
     return status
 
@@ -222,6 +230,7 @@ class Launch:
     ready_url: str
     ready_key: str | None
     profile: str | None = None
+    mode: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -272,14 +281,48 @@ def _prepare_litellm(cfg: RouterConfig) -> Launch:
                           hint="export the variable, or name a file for it under secret_files in routertool.yaml",
                           exit_code=USAGE)
     active = profiles.ensure_active(cfg)
-    secrets_env = {name: cfg.secret(name) or "" for name in cfg.secret_names()}
-    secrets_env[UPSTREAM_KEY_ENV] = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
-    master = secrets_env[MASTER_KEY_ENV] = keys.ensure_key(cfg, MASTER_KEY_ENV)
-    env = _child_env({**LITELLM_OFFLINE_ENV, **{k: v for k, v in secrets_env.items() if v}})
+    env = litellm_env(cfg)
+    master = env[MASTER_KEY_ENV]
     program = runner.ensure_litellm_runner(layout)
     argv = [str(program), "--config", str(layout.active_config), "--host", svc.host, "--port", str(svc.port)]
+    mode, notes = svc.mode, []
+    if mode == "gunicorn" and not gunicorn_available():
+        mode = "uvicorn"
+        notes.append("gunicorn is not installed in the runtime environment: LiteLLM runs in uvicorn mode, so a "
+                     "profile switch restarts it (`uv sync --group runtime` installs gunicorn)")
+    if mode == "gunicorn":
+        # One worker; the master preloads the app and holds the socket, so workers can be swapped live.
+        argv += ["--run_gunicorn", "--num_workers", "1"]
     return Launch(argv=argv, env=env, ready_url=svc.base_url + svc.readiness_path, ready_key=master,
-                  profile=active.get("name"))
+                  profile=active.get("name"), mode=mode, notes=notes)
+
+
+def litellm_env(cfg: RouterConfig) -> dict[str, str]:
+    """LiteLLM's environment: ours without stray keys, the offline switches, and every secret the config names
+    (the local keys generated when unset), which rendered configs reference as os.environ/NAME."""
+    secrets_env = {name: cfg.secret(name) or "" for name in cfg.secret_names()}
+    secrets_env[UPSTREAM_KEY_ENV] = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
+    secrets_env[MASTER_KEY_ENV] = keys.ensure_key(cfg, MASTER_KEY_ENV)
+    return _child_env({**LITELLM_OFFLINE_ENV, **{k: v for k, v in secrets_env.items() if v}})
+
+
+def litellm_mode(cfg: RouterConfig) -> str | None:
+    """The mode of the running LiteLLM (from its record), or None when it is not running."""
+    record, _ = read_record(cfg.layout, "litellm")
+    if record is None or live_process(record) is None:
+        return None
+    return record.mode or "uvicorn"
+
+
+def gunicorn_available() -> bool:
+    """Probed at run time from package metadata (importing it is not needed)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("gunicorn")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 PREPARE = {"cliproxyapi_plus": _prepare_cliproxy, "litellm": _prepare_litellm}
@@ -326,7 +369,8 @@ def startup_timeout(cfg: RouterConfig, name: str, override: float | None = None)
     return cfg.services[name].startup_timeout
 
 
-def _log_tail(path: Path, lines: int = LOG_TAIL, since: int = 0) -> list[str]:
+def log_tail(path: Path, lines: int = LOG_TAIL, since: int = 0) -> list[str]:
+    """The last non-blank lines of a log, optionally only those written after byte `since`."""
     try:
         with open(path, "rb") as handle:
             handle.seek(since)
@@ -363,7 +407,8 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
         create_time = time.time()
     record = ProcessRecord(service=name, pid=proc.pid, create_time=create_time, cmdline=launch.argv,
                            port=cfg.services[name].port, started_at=time.time(), log=str(log_path),
-                           profile=launch.profile)
+                           profile=launch.profile, mode=launch.mode,
+                           env_fingerprint=_env_fingerprint(cfg) if name == "litellm" else None)
     record.save(layout)
     try:
         _wait_ready(cfg, name, proc, launch, startup_timeout(cfg, name, timeout), log_path, offset)
@@ -375,34 +420,45 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
     if name == "cliproxyapi_plus":
         record.version = _banner_version(log_path, offset)
         record.save(layout)
-    return {"service": name, "result": "started", "pid": proc.pid, "port": record.port,
+    if launch.mode == "gunicorn":
+        _start_prover(cfg)
+    return {"service": name, "result": "started", "pid": proc.pid, "port": record.port, "mode": launch.mode,
             "profile": launch.profile, "version": record.version, "notes": notes + launch.notes}
 
 
 def _wait_ready(cfg: RouterConfig, name: str, proc: subprocess.Popen, launch: Launch, timeout: float,
                 log_path: Path, offset: int) -> None:
     deadline = time.monotonic() + timeout
-    last = None
+    watcher = None
+    if launch.mode == "gunicorn":  # every worker boot is watched, the first one too (reference: litellm.md §9)
+        from .workers import BootWatcher
+
+        watcher = BootWatcher(proc.pid, log_path, offset, cfg.services[name].worker_boot_timeout)
     while True:
         code = proc.poll()
         if code is not None:
             _children.pop(proc.pid, None)
             raise RouterError(f"{name} exited during start-up (exit status {code})",
                               hint=f"read the log: {log_path}", exit_code=UNAVAILABLE,
-                              details=["last log lines:", *_log_tail(log_path, since=offset)])
-        last = health.probe(launch.ready_url, launch.ready_key, timeout=min(2.0, max(timeout, 0.5)))
+                              details=["last log lines:", *log_tail(log_path, since=offset)])
+        serving = True
+        if watcher is not None:
+            watcher.poll()
+            serving = bool(watcher.serving())
+        last = health.probe(launch.ready_url, launch.ready_key, timeout=min(2.0, max(timeout, 0.5))) \
+            if serving else health.Probe(launch.ready_url, False, None, None, "no LiteLLM worker serving yet")
         if last.ready:
             return
         if time.monotonic() >= deadline:
             raise RouterError(
                 f"{name} was not ready within {timeout:g} s (GET {launch.ready_url}: {last.error})",
                 hint=f"raise services.{name}.startup_timeout (or set {STARTUP_TIMEOUT_ENV}); log: {log_path}",
-                exit_code=UNAVAILABLE, details=["last log lines:", *_log_tail(log_path, since=offset)])
+                exit_code=UNAVAILABLE, details=["last log lines:", *log_tail(log_path, since=offset)])
         time.sleep(POLL)
 
 
 def _banner_version(log_path: Path, offset: int) -> str | None:
-    for line in _log_tail(log_path, lines=200, since=offset):
+    for line in log_tail(log_path, lines=200, since=offset):
         if line.startswith("CLIProxyAPI Version:"):
             return line.split(":", 1)[1].split(",")[0].strip()
     return None
@@ -422,6 +478,15 @@ def _terminate(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> int | No
         exit_status = _wait_exit(record.pid, proc, timeout)
     _kill_group_leftovers(record, grace=5.0 if proc is not None else 0.0)
     return exit_status
+
+
+def reaped_exit_status(pid: int) -> int | None:
+    """The exit status of a process this interpreter started and that has exited (None if unknown)."""
+    child = _children.get(pid)
+    if child is None or child.poll() is None:
+        return None
+    del _children[pid]
+    return child.returncode
 
 
 def _wait_exit(pid: int, proc: psutil.Process, timeout: float) -> int | None:
@@ -465,8 +530,32 @@ def _kill_group_leftovers(record: ProcessRecord, grace: float = 0.0) -> None:
                       f"{', '.join(str(m.pid) for m in members)}", exit_code=CONFLICT)
 
 
+PROVER = "prove"  # the background job that proves every profile loadable after LiteLLM starts (prove.py)
+
+
+def _start_prover(cfg: RouterConfig) -> None:
+    from . import prove
+
+    _stop_job(cfg, PROVER)
+    pid = prove.start_background(cfg)
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        ProcessRecord(service=PROVER, pid=pid, create_time=proc.create_time(), cmdline=proc.cmdline(), port=0,
+                      started_at=time.time(), log=str(cfg.layout.log_file(PROVER))).save(cfg.layout)
+
+
+def _stop_job(cfg: RouterConfig, name: str) -> None:
+    """End a helper job of a service (by its recorded identity, like a service) and forget it."""
+    record, _ = read_record(cfg.layout, name)
+    if record is not None:
+        _terminate(record, timeout=5.0)
+    cfg.layout.pid_file(name).unlink(missing_ok=True)
+
+
 def _stop_one(cfg: RouterConfig, name: str) -> dict:
     layout = cfg.layout
+    if name == "litellm":
+        _stop_job(cfg, PROVER)
     record, problem = read_record(layout, name)
     if record is None:
         if problem:
@@ -551,6 +640,75 @@ def restart(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | 
                        detail={"pid": outcome["pid"], "previous": outcome["previous"]})
             outcomes.append(outcome)
     return outcomes
+
+
+def apply_litellm_config(cfg: RouterConfig, restore: Callable[[], None]) -> dict:
+    """Make a running LiteLLM serve the active config file as it is now.
+
+    gunicorn mode: add a worker (it reads the new file), wait until it finished startup (hung ones are replaced),
+    then retire the old worker: no request is refused. uvicorn mode: a restart, which refuses connections while
+    LiteLLM imports (~10 s). On failure `restore()` puts the previous config back, the previous config is served
+    again, and RouterError is raised. Returns how it was applied, with timings."""
+    from . import workers
+
+    layout = cfg.layout
+    with layout.lock(_lock_timeout()):
+        record, _ = read_record(layout, "litellm")
+        if record is None or live_process(record) is None:
+            return {"how": "not running"}
+        notes = _restart_needed_notes(cfg, record)
+        if record.mode != "gunicorn":
+            try:
+                outcome = restart(cfg, ["litellm"])[0]
+                return {"how": "restart", "pid": outcome["pid"], "notes": notes}
+            except RouterError as exc:
+                restore()
+                raise _rolled_back(exc, lambda: restart(cfg, ["litellm"])) from None
+        svc = cfg.services["litellm"]
+        serving = set(workers.worker_pids(record.pid))
+        try:
+            swapped = workers.swap(record.pid, Path(record.log), svc.worker_boot_timeout)
+        except RouterError as exc:
+            restore()
+            raise _rolled_back(exc, lambda: workers.settle(record.pid, Path(record.log), svc.worker_boot_timeout,
+                                                             keep=serving)) from None
+        return {"how": "worker swap", **swapped, "notes": notes}
+
+
+def _rolled_back(error: RouterError, reapply: Callable[[], object]) -> RouterError:
+    try:
+        reapply()
+        outcome = "the previous config was put back and is served"
+    except RouterError as again:
+        outcome = f"the previous config was put back, but LiteLLM is not serving it: {again.message}"
+    return RouterError(f"{error.message}; {outcome}", hint=error.hint or "see `llm-router service logs litellm`",
+                       exit_code=error.exit_code)
+
+
+def _restart_needed_notes(cfg: RouterConfig, record: ProcessRecord) -> list[str]:
+    """What a worker swap cannot change: the port and the environment (secrets) are fixed at start."""
+    notes = []
+    if record.port != cfg.services["litellm"].port:
+        notes.append(f"services.litellm.port changed ({record.port} -> {cfg.services['litellm'].port}): "
+                     "run `llm-router service restart litellm` to use it")
+    if record.env_fingerprint and record.env_fingerprint != _env_fingerprint(cfg):
+        notes.append("secrets changed since LiteLLM started: run `llm-router service restart litellm` to use them")
+    return notes
+
+
+def _env_fingerprint(cfg: RouterConfig) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(cfg.secret_names()):
+        digest.update(f"{name}\0{cfg.secret(name) or ''}\0".encode())
+    return digest.hexdigest()
+
+
+def recycle_litellm_worker(cfg: RouterConfig) -> dict:
+    """Replace the LiteLLM worker by a fresh one through the same add-then-retire swap (memory creeps up in long
+    runs); a restart in uvicorn mode."""
+    return apply_litellm_config(cfg, restore=lambda: None)
 
 
 def health_check(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:

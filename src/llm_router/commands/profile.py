@@ -1,4 +1,4 @@
-"""`profile list|show|diff|set`."""
+"""`profile list|show|diff|set|prove`."""
 from __future__ import annotations
 
 from .. import profiles
@@ -48,13 +48,24 @@ def diff(ctx: Ctx, a: str, b: str) -> Result:
 
 def set_(ctx: Ctx, name: str, deep: bool = False) -> Result:
     info = profiles.set_profile(ctx.config, name, deep=deep)
-    if info["applied"]:
-        applied = "LiteLLM restarted on it and is ready"
-    else:
-        applied = "LiteLLM is not running; it uses this profile when it starts"
-    text = (f"profile {name} active (sha256 {info['sha256'][:12]}, was {info['previous'] or 'none'}); {applied}\n"
-            f"config: {info['config']}")
-    return Result("profile set", data=info, text=text, warnings=list(ctx.warnings))
+    applied = info["applied"]
+    how = {"worker swap": f"LiteLLM serves it now (new worker ready in {applied.get('worker_ready_s')} s, "
+                          f"old worker retired; no request refused)",
+           "restart": "LiteLLM restarted on it and is ready (uvicorn mode: connections were refused meanwhile)",
+           "not running": "LiteLLM is not running; it uses this profile when it starts"}[applied["how"]]
+    lines = [f"profile {name} active (sha256 {info['sha256'][:12]}, was {info['previous'] or 'none'}, "
+             f"{info['seconds']} s); {how}", f"config: {info['config']}"]
+    lines += [f"note: {n}" for n in applied.get("notes") or []]
+    return Result("profile set", data=info, text="\n".join(lines), warnings=list(ctx.warnings))
+
+
+def prove(ctx: Ctx, names: list[str] | None = None) -> Result:
+    verdicts = profiles.prove_all(ctx.config, names or None)
+    rows = [[name, "ok" if v["ok"] else "FAIL", "cached" if v["cached"] else "loaded",
+             v["error"] or f"{v['models']} deployments"] for name, v in verdicts.items()]
+    ok = all(v["ok"] for v in verdicts.values())
+    return Result("profile prove", data={"profiles": verdicts}, text=table(rows), ok=ok,
+                  exit_code=None if ok else 2, warnings=list(ctx.warnings))
 
 
 def add_parsers(sub, common) -> None:
@@ -70,10 +81,15 @@ def add_parsers(sub, common) -> None:
     diff_parser.add_argument("a", metavar="A")
     diff_parser.add_argument("b", metavar="B")
     diff_parser.set_defaults(run=lambda ctx, a: diff(ctx, a.a, a.b))
-    set_parser = actions.add_parser("set", help="render, validate and activate a profile (restarts a running "
-                                                "LiteLLM; the previous profile comes back if it is not ready)",
+    set_parser = actions.add_parser("set", help="render, validate and activate a profile (a running LiteLLM "
+                                                "switches live; the previous profile comes back on failure)",
                                     parents=[common])
     set_parser.add_argument("name", metavar="NAME")
     set_parser.add_argument("--deep", action="store_true",
                             help="also run `litellm --validate_config` on the rendered file (slow)")
     set_parser.set_defaults(run=lambda ctx, a: set_(ctx, a.name, deep=a.deep))
+    prove_parser = actions.add_parser("prove", help="load profiles in LiteLLM once and cache the verdict (a live "
+                                                    "switch needs a proven profile)", parents=[common])
+    prove_parser.add_argument("names", nargs="*", metavar="NAME", help="default: every profile")
+    prove_parser.add_argument("--all", action="store_true", help="every profile (the default)")
+    prove_parser.set_defaults(run=lambda ctx, a: prove(ctx, a.names))

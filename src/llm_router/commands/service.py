@@ -17,8 +17,12 @@ def status_line(st: services.ServiceStatus) -> list[str]:
         detail = st.detail or f"port {st.port}"
         return [st.name, st.state, f"{detail}, log {st.log}"]
     parts = [f"pid {st.pid}", f"port {st.port}", f"uptime {duration(st.uptime)}", f"rss {_mb(st.rss_bytes)}"]
+    if st.restarts:
+        parts.append(f"restarts {st.restarts}")
     if st.profile:
         parts.append(f"profile {st.profile}")
+    if st.mode:
+        parts.append(f"mode {st.mode}")
     if st.version:
         parts.append(f"version {st.version}")
     parts.append(f"log {st.log}")
@@ -84,6 +88,50 @@ def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
     return Result("health", data={"services": results}, text=table(rows), ok=ok, warnings=list(ctx.warnings))
 
 
+def _watch_line(item: dict) -> str:
+    from ..events import now_iso
+
+    if "watch" in item:
+        if item["watch"] == "started":
+            return f"{now_iso()}  watch started (pid {item['pid']}): {', '.join(item['services'])}"
+        stopped = ", ".join(item["stopped"]) or "nothing"
+        return f"{now_iso()}  watch stopped; stopped what it started: {stopped}"
+    extra = item.get("detail") or (f"pid {item['pid']}" if item.get("pid") else "")
+    return f"{now_iso()}  {item['service']}  {item['state']}  {extra}".rstrip()
+
+
+def watch(ctx: Ctx, names: list[str] | None = None, interval: float = 5.0, max_failures: int = 5) -> Result:
+    from ..watch import Policy, Watch
+
+    if interval <= 0 or max_failures < 1:
+        from ..errors import RouterError
+        raise RouterError("--interval must be positive and --max-failures at least 1")
+    supervisor = Watch(ctx.config, names or "all", Policy(interval=interval, max_failures=max_failures))
+    return Result("service watch", data=None, text="", warnings=list(ctx.warnings), stream=supervisor.run(),
+                  render_item=_watch_line)
+
+
+def install(ctx: Ctx, kind: str | None = None, user: bool = True, unit_dir: str | None = None) -> Result:
+    from pathlib import Path
+
+    from .. import units
+
+    outcome = units.install(ctx.config, kind, user=user, unit_dir=Path(unit_dir) if unit_dir else None)
+    text = "\n".join([f"installed {outcome['kind']} unit: {outcome['path']}", f"enable it: {outcome['enable']}",
+                      *(f"note: {n}" for n in outcome["notes"])])
+    return Result("service install", data=outcome, text=text, warnings=list(ctx.warnings))
+
+
+def uninstall(ctx: Ctx, kind: str | None = None, user: bool = True, unit_dir: str | None = None) -> Result:
+    from pathlib import Path
+
+    from .. import units
+
+    outcome = units.uninstall(ctx.config, kind, user=user, unit_dir=Path(unit_dir) if unit_dir else None)
+    text = f"removed {outcome['path']}\nif it was enabled, also run: {outcome['disable_first']}"
+    return Result("service uninstall", data=outcome, text=text, warnings=list(ctx.warnings))
+
+
 def add_parsers(sub, common) -> None:
     svc = sub.add_parser("service", help="start, stop, restart services or read their logs", parents=[common])
     actions = svc.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -105,6 +153,26 @@ def add_parsers(sub, common) -> None:
     p.add_argument("-n", type=int, default=50, metavar="N", help="how many lines (default 50)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     p.set_defaults(run=lambda ctx, a: logs(ctx, a.name, lines=a.n, follow=a.follow))
+
+    p = actions.add_parser("watch", help="foreground supervisor: restart crashed or wedged services with "
+                                         "backoff (for systemd, launchd, tmux, nohup)", parents=[common])
+    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="check period (default 5)")
+    p.add_argument("--max-failures", type=int, default=5, metavar="N",
+                   help="failed restarts within 5 minutes before a service is FATAL (default 5)")
+    p.set_defaults(run=lambda ctx, a: watch(ctx, names=a.names, interval=a.interval, max_failures=a.max_failures))
+    for verb, fn, doc in (("install", install, "run `service watch all` at login/boot (systemd or launchd)"),
+                          ("uninstall", uninstall, "remove the unit installed by `service install`")):
+        p = actions.add_parser(verb, help=doc, parents=[common])
+        kind = p.add_mutually_exclusive_group()
+        kind.add_argument("--systemd", dest="kind", action="store_const", const="systemd")
+        kind.add_argument("--launchd", dest="kind", action="store_const", const="launchd")
+        scope = p.add_mutually_exclusive_group()
+        scope.add_argument("--user", dest="user", action="store_true", default=True,
+                           help="a per-user unit (default)")
+        scope.add_argument("--system", dest="user", action="store_false", help="a system-wide unit (needs root)")
+        p.add_argument("--unit-dir", metavar="DIR", help="write the unit here instead of the standard folder")
+        p.set_defaults(run=lambda ctx, a, fn=fn: fn(ctx, kind=a.kind, user=a.user, unit_dir=a.unit_dir))
 
     p = sub.add_parser("status", help="supervisor-style state of each service", parents=[common])
     p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)

@@ -1,4 +1,4 @@
-"""profile.list, profile.show, profile.diff, profile.set"""
+"""profile.list, profile.show, profile.diff, profile.set, profile.prove"""
 from invoke import Collection, task
 
 from ..commands import profile as cmd
@@ -26,8 +26,15 @@ def diff(c, a, b, json=False):
 @task(name="set", help={"name": "the profile to activate", "deep": "also run `litellm --validate_config` (slow)",
                         "json": JSON_HELP}, auto_shortflags=False)
 def set_(c, name, deep=False, json=False):
-    """Render, validate and activate a profile; a running LiteLLM is restarted on it (rolled back if not ready)."""
+    """Render, validate and activate a profile; a running LiteLLM switches live (rolled back on failure)."""
     run("profile set", cmd.set_, json=json, name=name, deep=deep)
 
 
-ns = Collection("profile", list_, show, diff, set_)
+@task(help={"name": "a profile (repeatable; default: every profile)", "json": JSON_HELP}, iterable=["name"],
+      auto_shortflags=False)
+def prove(c, name=None, json=False):
+    """Load profiles in LiteLLM once and cache the verdict (a live switch needs a proven profile)."""
+    run("profile prove", cmd.prove, json=json, names=list(name or []))
+
+
+ns = Collection("profile", list_, show, diff, set_, prove)

@@ -50,4 +50,35 @@ def logs(c, name, n=50, follow=False, json=False):
     run("service logs", cmd.logs, json=json, name=name, lines=n, follow=follow)
 
 
-ns = Collection("service", start, stop, restart, status, health, logs)
+@task(help={"name": NAME_HELP, "interval": "check period in seconds",
+            "max_failures": "failed restarts within 5 minutes before FATAL", "json": JSON_HELP},
+      auto_shortflags=False)
+def watch(c, name="all", interval=5.0, max_failures=5, json=False):
+    """Foreground supervisor: restart crashed or wedged services with backoff."""
+    run("service watch", cmd.watch, json=json, names=_names(name), interval=interval, max_failures=max_failures)
+
+
+UNIT_HELP = {"systemd": "a systemd unit (Linux default)", "launchd": "a launchd agent (macOS default)",
+             "system": "system-wide instead of per-user", "unit_dir": "write the unit into this folder",
+             "json": JSON_HELP}
+
+
+def _kind(systemd: bool, launchd: bool) -> str | None:
+    return "systemd" if systemd else "launchd" if launchd else None
+
+
+@task(help=UNIT_HELP, auto_shortflags=False)
+def install(c, systemd=False, launchd=False, system=False, unit_dir="", json=False):
+    """Run `service watch all` at login/boot."""
+    run("service install", cmd.install, json=json, kind=_kind(systemd, launchd), user=not system,
+        unit_dir=unit_dir or None)
+
+
+@task(help=UNIT_HELP, auto_shortflags=False)
+def uninstall(c, systemd=False, launchd=False, system=False, unit_dir="", json=False):
+    """Remove the unit installed by service.install."""
+    run("service uninstall", cmd.uninstall, json=json, kind=_kind(systemd, launchd), user=not system,
+        unit_dir=unit_dir or None)
+
+
+ns = Collection("service", start, stop, restart, status, health, logs, watch, install, uninstall)

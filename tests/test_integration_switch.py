@@ -1,0 +1,194 @@
+"""Zero-downtime profile switches with the real LiteLLM under gunicorn, with a client load running.
+
+Correctness only (no timings): no request fails while a profile is switched live, the new profile is served
+afterwards, a hung worker boot is replaced, an unloadable profile is refused before anything is switched, two
+switches are serialised, and a killed master rolls the profile back.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+from unittest import mock
+
+import psutil
+
+from llm_router import config as config_mod
+from llm_router import profiles, services, workers
+from llm_router.errors import RouterError
+from llm_router.standin.cliproxy import write_codex_login
+from llm_router.standin.process import start_upstream
+from tests.load_support import Load
+from tests.support import StackRepo
+
+PAID_KEY = "sk-paid-standin-key-0123"
+EXTRA = """\
+providers:
+  cliproxy: {{type: cliproxyapi_plus}}
+  paid: {{type: openai_compatible, api_base: "{paid}/v1", api_key_env: SWITCH_PAID_KEY, tier: paid}}
+models:
+  - name: coder
+    deployments: [{{provider: paid, model: m-paid}}, {{provider: cliproxy, model: gpt-5-codex}}]
+"""
+PAID_FIRST, SUBSCRIPTION_FIRST = "coder/paid/m-paid", "coder/cliproxy/gpt-5-codex"
+# Watches a gunicorn master from a separate process and acts the moment it forks a new worker: `stop` freezes
+# that worker (a hung boot), `kill-master` kills the master (mid-switch). Prints the pid it signalled.
+INTERFERE = """
+import os, signal, sys, time, psutil
+action, master, before = sys.argv[1], int(sys.argv[2]), set(map(int, sys.argv[3:]))
+print("ready", flush=True)
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    for child in psutil.Process(master).children():
+        if child.pid not in before:
+            target, sig = (child.pid, signal.SIGSTOP) if action == "stop" else (master, signal.SIGKILL)
+            os.kill(target, sig)
+            print(target)
+            sys.exit(0)
+    time.sleep(0.001)
+sys.exit(1)
+"""
+BROKEN = """\
+{# broken: renders and validates, but LiteLLM refuses its routing strategy #}
+{% extends "base.yaml.j2" %}
+{% set paid_last = false %}
+{% set cooldown_time = 60 %}
+{% set timeout = 300 %}
+{% set stream_timeout = 120 %}
+{% block router_settings %}
+router_settings:
+  routing_strategy: no-such-strategy
+{% endblock %}
+"""
+
+
+class LiveSwitchTest(StackRepo):
+    """One LiteLLM (gunicorn) for the whole flow: starting it costs ~10-20 s here."""
+
+    def setUp(self):
+        super().setUp()
+        self.paid = start_upstream(api_key=PAID_KEY, models=["m-paid"], name="paid")
+        self.addCleanup(self.paid.stop)
+        os.environ["SWITCH_PAID_KEY"] = PAID_KEY
+        self.addCleanup(os.environ.pop, "SWITCH_PAID_KEY", None)
+        text = self.config_path.read_text()
+        head = text[:text.index("providers:")]
+        self.config_path.write_text(head.replace("startup_timeout: 120}",
+                                                 "startup_timeout: 120, worker_boot_timeout: 8}")
+                                    + EXTRA.format(paid=self.paid.base_url))
+        (self.root / "config" / "profiles").mkdir()
+        (self.root / "config" / "profiles" / "broken.yaml.j2").write_text(BROKEN)
+        self.cfg = self.load()
+        write_codex_login(self.cfg.layout.auths_dir, "dev@example.com", "plus")
+
+    def start_stack(self):
+        code, out, err = self.cli("service", "start", "all")
+        self.assertEqual(code, 0, out + err)
+        self.remember_pids()
+        self.assertIn("mode gunicorn", self.cli("status")[1])
+        self.master = services.read_record(self.cfg.layout, "litellm")[0].pid
+
+    def client_load(self, **kw):
+        return Load(self.cfg.services["litellm"].base_url, self.cfg.secret("LITELLM_MASTER_KEY"), **kw)
+
+    def test_switches_under_load(self):
+        self.start_stack()
+        with self.client_load(threads=4) as load:
+            load.wait_for(20)
+            self.assertEqual({s.model_id for s in load.samples if s.ok}, {PAID_FIRST})
+
+            # 1. a live switch: no request fails, the new order is served afterwards
+            code, out, err = self.cli("profile", "set", "cost")
+            self.assertEqual(code, 0, out + err)
+            self.assertIn("LiteLLM serves it now", out)
+            switched = time.monotonic()
+            load.wait_for(len(load.samples) + 20)
+            self.assertEqual({s.model_id for s in load.after(switched) if s.ok}, {SUBSCRIPTION_FIRST})
+            self.assertEqual(len(workers.worker_pids(self.master)), 1)
+
+            # 2. a hung worker boot (SIGSTOP, from a separate process so that it lands within milliseconds of
+            #    the fork) is replaced and the switch still completes
+            freezer = self.interfere("stop")
+            code, out, err = self.cli("profile", "set", "balanced")
+            frozen = int(freezer.communicate(timeout=60)[0].strip())
+            self.assertEqual(code, 0, out + err)
+            last = profiles.events.for_config(self.cfg).read(event="profile_switch")[-1]
+            self.assertIn(frozen, last["detail"]["replaced_hung"])
+            self.assertFalse(psutil.pid_exists(frozen) and psutil.Process(frozen).status() != psutil.STATUS_ZOMBIE)
+            switched = time.monotonic()
+            load.wait_for(len(load.samples) + 20)
+            self.assertEqual({s.model_id for s in load.after(switched) if s.ok}, {PAID_FIRST})
+
+            # 3. a profile LiteLLM cannot load is refused before anything is switched
+            code, out, err = self.cli("profile", "set", "broken")
+            self.assertEqual(code, 2, out + err)
+            self.assertIn("LiteLLM cannot load profile 'broken'", err)
+            self.assertEqual(profiles.active(self.cfg)["name"], "balanced")
+
+            # 4. two switches at once are serialised by the lock; the later one wins
+            results = []
+            threads = [threading.Thread(target=lambda n=n: results.append((n, profiles.set_profile(self.load_cfg(), n))))
+                       for n in ("cost", "reliability")]
+            for t in threads:
+                t.start()
+                time.sleep(0.2)
+            for t in threads:
+                t.join(300)
+            self.assertEqual(sorted(n for n, _ in results), ["cost", "reliability"])
+            self.assertEqual(profiles.active(self.cfg)["name"], results[-1][0])
+            self.assertEqual(len(workers.worker_pids(self.master)), 1)
+            load.wait_for(len(load.samples) + 10)
+        self.assertEqual(load.failures, [], [s.error for s in load.failures][:5])
+        switches = [e for e in profiles.events.for_config(self.cfg).read(event="profile_switch")
+                    if e["result"] == "ok" and e["detail"].get("applied") == "worker swap"]
+        self.assertGreaterEqual(len(switches), 4)
+        self.assertIn("switch_s", switches[-1]["detail"])
+
+    def interfere(self, action: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", INTERFERE, action, str(self.master),
+                                 *map(str, workers.worker_pids(self.master))], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.assertEqual(proc.stdout.readline().strip(), "ready")  # watching before the switch begins
+        return proc
+
+    def load_cfg(self):
+        return config_mod.load(self.config_path)
+
+    def test_master_killed_during_a_switch_rolls_back(self):
+        self.start_stack()
+        profiles.prove_all(self.cfg, ["cost"])
+        killer = self.interfere("kill-master")
+        code, out, err = self.cli("profile", "set", "cost")
+        self.assertEqual(int(killer.communicate(timeout=60)[0].strip()), self.master)
+        self.assertNotEqual(code, 0, out + err)
+        self.assertIn("profile 'cost' was not applied", err)
+        self.assertEqual(profiles.active(self.cfg)["name"], "balanced")
+        # the stack recovers: status reports the dead master, start brings LiteLLM back on the restored profile
+        self.assertIn("STALE", self.cli("status", "litellm")[1])
+        code, out, err = self.cli("service", "start", "litellm")
+        self.assertEqual(code, 0, out + err)
+        self.remember_pids()
+        self.assertIn("profile balanced", out)
+
+
+class UvicornFallbackTest(StackRepo):
+    def test_without_gunicorn_a_switch_is_a_restart(self):
+        with mock.patch.object(services, "gunicorn_available", return_value=False):
+            code, out, err = self.cli("service", "start", "litellm")
+        self.assertEqual(code, 0, out + err)
+        self.remember_pids()
+        self.assertIn("gunicorn is not installed", out)
+        self.assertEqual(services.inspect(self.cfg, "litellm").mode, "uvicorn")
+        code, out, err = self.cli("profile", "set", "cost")
+        self.assertEqual(code, 0, out + err)
+        self.remember_pids()
+        self.assertIn("LiteLLM restarted on it", out)
+        self.assertTrue(services.is_running(self.cfg, "litellm"))
+
+
+if __name__ == "__main__":
+    unittest.main()
