@@ -16,7 +16,7 @@ from .output import emit, emit_error
 
 # Each module under commands/ adds its own subcommands; modules are imported lazily by name so that
 # `llm-router status` does not pay for importing what `bootstrap` needs.
-COMMAND_MODULES = ("config", "events", "service", "check", "bootstrap", "auth", "profile")
+COMMAND_MODULES = ("config", "events", "service", "check", "bootstrap", "auth", "profile", "stack", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

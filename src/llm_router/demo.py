@@ -1,0 +1,151 @@
+"""`llm-router demo`: the whole stack on any machine, offline, with no accounts, in a temporary folder.
+
+The CLIProxyAPIPlus stand-in (with a Codex-like and a Copilot-like account) and the real LiteLLM proxy on the
+`balanced` profile run in a sandbox (see `sandbox`). The demo then shows the status table, a chat completion and a
+streamed one through the northbound endpoint, a simulated quota exhaustion (429) on the first deployment with the
+request still answered by the second one (which deployment answered, and the latency that added against the
+healthy requests of the same run), the event log, and a clean stop. `keep=True` leaves it running.
+
+Returns data; `commands/demo.py` renders it. Progress goes to `notify` as it happens.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from . import events, sandbox, services
+from .config import MASTER_KEY_ENV, SERVICE_DEFAULTS
+from .errors import NOT_FOUND, RouterError
+
+DEFAULT_LITELLM_PORT = SERVICE_DEFAULTS["litellm"]["port"]
+HEALTHY_SAMPLES = 5
+PROMPT = "Say hello from the llm-router demo."
+Notify = Callable[[str], None]
+
+
+@dataclass
+class DemoReport:
+    root: str
+    base_url: str = ""
+    profile: str = sandbox.DEMO_PROFILE
+    group: str = sandbox.DEMO_GROUP
+    deployments: list[str] = field(default_factory=list)
+    started: list[dict] = field(default_factory=list)
+    status: list[dict] = field(default_factory=list)
+    chat: dict = field(default_factory=dict)
+    stream: dict = field(default_factory=dict)
+    failover: dict = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    stopped: list[dict] = field(default_factory=list)
+    kept: bool = False
+    api_key: str | None = None  # only with keep: the sandbox's throwaway master key, to try it with any client
+    config_path: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def _timed(client, group: str, **kwargs) -> tuple[float, str, str]:
+    """(milliseconds, deployment that answered, text) of one non-streamed request."""
+    start = time.perf_counter()
+    raw = client.chat.completions.with_raw_response.create(
+        model=group, messages=[{"role": "user", "content": PROMPT}], **kwargs)
+    elapsed = (time.perf_counter() - start) * 1000
+    reply = raw.parse()
+    return round(elapsed, 1), raw.headers.get("x-litellm-model-id", "?"), reply.choices[0].message.content or ""
+
+
+def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, timeout: float | None = None,
+        notify: Notify = _quiet) -> DemoReport:
+    from .checks.smoke import client as make_client
+    from .runner import litellm_available
+    from .standin.process import reset, set_fault, stats
+
+    if not litellm_available()[0]:
+        raise RouterError("the demo runs the real LiteLLM proxy, which is not installed",
+                          hint="uv sync --group runtime", exit_code=NOT_FOUND)
+    notify("preparing a temporary stack (CLIProxyAPIPlus stand-in, a Codex and a Copilot account)")
+    box = sandbox.demo(litellm_port=litellm_port, notify=notify)
+    report = DemoReport(root=str(box.root), config_path=str(box.config_path))
+    try:
+        cfg = box.cfg
+        report.deployments = [f"{sandbox.DEMO_GROUP}/{p}/{m}" for p, m in sandbox.DEMO_DEPLOYMENTS]
+        notify(f"starting CLIProxyAPIPlus (stand-in) and LiteLLM ({sandbox.DEMO_PROFILE} profile): LiteLLM takes "
+               "10-20 s to import")
+        report.started = box.start(timeout=timeout)
+        cfg = box.cfg  # new ports if the first ones were taken meanwhile
+        report.base_url = cfg.services["litellm"].base_url + "/v1"
+        report.status = [s.to_dict() for s in services.status(cfg)]
+        client = make_client(cfg)
+        group = sandbox.DEMO_GROUP
+        first, second = report.deployments
+
+        notify("sending a chat completion and a streamed one")
+        _timed(client, group)  # warm-up: the first request after start pays for lazy imports
+        ms, deployment, text = _timed(client, group)
+        report.chat = {"model": group, "deployment": deployment, "content": text, "ms": ms}
+        start = time.perf_counter()
+        chunks = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model=group, messages=[{"role": "user", "content": PROMPT}], stream=True) if c.choices]
+        report.stream = {"model": group, "chunks": len(chunks), "content": "".join(chunks),
+                         "ms": round((time.perf_counter() - start) * 1000, 1)}
+        healthy = [ms] + [_timed(client, group)[0] for _ in range(HEALTHY_SAMPLES - 1)]
+        healthy_ms = round(statistics.median(healthy), 1)
+
+        codex_model = sandbox.DEMO_DEPLOYMENTS[0][1]
+        notify(f"simulating quota exhaustion: CLIProxyAPIPlus answers 429 for {codex_model}")
+        before = stats(box.cliproxy_url)["requests"].get(codex_model, 0)
+        set_fault(box.cliproxy_url, codex_model, status=429, count=-1)
+        log = events.for_config(cfg)
+        log.append("demo_fault", service="cliproxyapi_plus", profile=sandbox.DEMO_PROFILE, provider="cliproxy",
+                   result="ok", detail={"model": codex_model, "status": 429, "via": "/_standin/fault"})
+        fail_ms, fail_by, fail_text = _timed(client, group)
+        tried = stats(box.cliproxy_url)["requests"].get(codex_model, 0) - before
+        next_ms, next_by, _ = _timed(client, group)
+        report.failover = {"fault": f"HTTP 429 (quota) on {first}", "healthy_ms": healthy_ms,
+                           "healthy_samples": len(healthy), "answered_by": fail_by, "content": fail_text,
+                           "ms": fail_ms, "added_ms": round(fail_ms - healthy_ms, 1), "first_tried": tried,
+                           "next_answered_by": next_by, "next_ms": next_ms,
+                           "next_added_ms": round(next_ms - healthy_ms, 1)}
+        log.append("demo_failover", service="litellm", profile=sandbox.DEMO_PROFILE, provider="cliproxy",
+                   result="ok" if fail_by == second else "failed",
+                   detail={"answered_by": fail_by, "added_ms": report.failover["added_ms"]})
+        if deployment != first:
+            report.problems.append(f"the healthy request was answered by {deployment}, expected {first}")
+        if fail_by != second:
+            report.problems.append(f"during the 429 the request was answered by {fail_by}, expected {second}")
+        if next_by != second:
+            report.problems.append(f"while {first} cools down the request was answered by {next_by}, expected "
+                                   f"{second}")
+        if not report.stream["chunks"]:
+            report.problems.append("the streamed completion returned no chunks")
+
+        if keep:
+            reset(box.cliproxy_url)  # no more 429s (LiteLLM still lets the first deployment cool down for 60 s)
+            report.kept = True
+            report.api_key = cfg.secret(MASTER_KEY_ENV)
+        else:
+            notify("stopping the stack")
+            report.stopped = services.stop(cfg, "all")
+        report.events = log.read()
+    except BaseException:
+        keep = False
+        raise
+    finally:
+        box.keep = keep
+        problems = box.close()
+        report.problems += problems
+    return report

@@ -1,0 +1,97 @@
+"""`llm-router demo` with real processes: the LiteLLM port it prefers is taken (it picks a free one), the run shows the
+fallback and stops everything; `--keep` leaves a usable stack; no LiteLLM installed; the invoke task."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import unittest
+from pathlib import Path
+from unittest import mock
+
+from llm_router import config as config_mod
+from llm_router import services
+from llm_router.demo import DemoReport
+from llm_router.errors import NOT_FOUND
+from tests.litellm_support import requires_litellm
+from tests.support import _env, run_cli
+from tests.test_frontends import inv
+from tests.test_smoke import processes_under
+
+FIRST, SECOND = "coder/cliproxy/gpt-5.1-codex-max", "coder/cliproxy/claude-sonnet-4.5"
+
+
+@requires_litellm
+class DemoRunTest(unittest.TestCase):
+    def test_taken_port_fallback_and_clean_stop(self):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            taken = sock.getsockname()[1]
+            code, out, err = run_cli("demo", "--port", str(taken), "--json")
+        envelope = json.loads(out)
+        data = envelope["data"]
+        self.assertEqual(code, 0, json.dumps(data, indent=1)[:4000] + err)
+        self.assertTrue(envelope["ok"])
+        self.assertNotIn(f":{taken}/", data["base_url"])
+        self.assertEqual([s["state"] for s in data["status"]], ["RUNNING", "RUNNING"])
+        self.assertEqual(data["chat"]["deployment"], FIRST)
+        self.assertIn("standin", data["chat"]["content"])
+        self.assertGreater(data["stream"]["chunks"], 1)
+        failover = data["failover"]
+        self.assertEqual((failover["answered_by"], failover["next_answered_by"]), (SECOND, SECOND))
+        self.assertEqual(failover["first_tried"], 1)
+        self.assertIn("added_ms", failover)
+        kinds = [e["event"] for e in data["events"]]
+        for kind in ("service_start", "profile_switch", "demo_fault", "demo_failover", "service_stop"):
+            self.assertIn(kind, kinds)
+        self.assertEqual([o["result"] for o in data["stopped"]], ["stopped", "stopped"])
+        self.assertNotIn("api_key", data)
+        self.assertFalse(Path(data["root"]).exists())
+        self.assertEqual(processes_under(data["root"]), [])
+
+    def test_keep_leaves_a_usable_stack(self):
+        code, out, err = run_cli("demo", "--keep")
+        root = next(line.split()[-1] for line in out.splitlines() if line.startswith("llm-router demo: "))
+        self.addCleanup(shutil.rmtree, root, True)
+        cfg = config_mod.load(Path(root) / "config" / "routertool.yaml")
+        self.addCleanup(lambda: self.assertEqual(processes_under(root), []))
+        self.addCleanup(services.stop, cfg, "all")
+        self.assertEqual(code, 0, out + err)
+        env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines()
+                   if line.startswith("export OPENAI_"))
+        self.assertEqual(env["OPENAI_BASE_URL"], cfg.services["litellm"].base_url + "/v1")
+        self.assertEqual(env["OPENAI_API_KEY"], cfg.secret("LITELLM_MASTER_KEY"))
+        self.assertIn("service stop all", out)
+        self.assertTrue(all(s.state == "RUNNING" for s in services.status(cfg)))
+        import openai
+
+        client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], max_retries=0,
+                               timeout=60, http_client=openai.DefaultHttpxClient(trust_env=False))
+        reply = client.chat.completions.create(model="coder", messages=[{"role": "user", "content": "hi"}])
+        self.assertIn("standin", reply.choices[0].message.content)
+
+
+class DemoFrontEndTest(unittest.TestCase):
+    def test_without_litellm(self):
+        with mock.patch("llm_router.runner.litellm_available", return_value=(False, None)):
+            code, out, err = run_cli("demo")
+        self.assertEqual(code, NOT_FOUND)
+        self.assertIn("uv sync --group runtime", err)
+
+    def test_invoke_task_renders_the_report(self):
+        report = DemoReport(root="/tmp/llm-router-demo-x", base_url="http://127.0.0.1:4000/v1")
+        with mock.patch("llm_router.demo.run", return_value=report) as run, _env({"LLM_ROUTER_CONFIG": None}):
+            code, out, err = inv("demo", "--json", "--port", "4100")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["command"], "demo")
+        self.assertEqual(run.call_args.kwargs["litellm_port"], 4100)
+        report.problems.append("boom")
+        with mock.patch("llm_router.demo.run", return_value=report):
+            code, out, _ = inv("demo")
+        self.assertEqual(code, 1)
+        self.assertIn("demo FAILED: boom", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
