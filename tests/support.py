@@ -135,3 +135,32 @@ class StackRepo(TempRepo):
                     os.killpg(pid, 9)
         if leftovers:
             raise AssertionError(f"processes left running after the test: {leftovers}")
+
+
+def inv(*argv: str) -> tuple[int, str, str]:
+    """Run `inv ARGV` against the project's namespace in-process; returns (exit code, stdout, stderr)."""
+    from invoke import Program
+
+    from llm_router.tasks import namespace
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            Program(namespace=namespace, name="inv", binary="inv").run(["inv", *argv])
+        except SystemExit as exc:  # Program.run turns invoke's Exit into sys.exit(code)
+            code = exc.code or 0
+    return code, out.getvalue(), err.getvalue()
+
+
+def serve_github(test: unittest.TestCase):
+    """A fake GitHub API + release server on 127.0.0.1, stopped when the test ends."""
+    import threading
+
+    from llm_router.standin.github import GitHubServer
+
+    server = GitHubServer(0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    test.addCleanup(server.server_close)
+    test.addCleanup(server.shutdown)
+    return server

@@ -405,7 +405,7 @@ class StatusTest(SecretsMixin, TempRepo):
         self.assertIn("CLIProxyAPIPlus could not be asked: CLIProxyAPIPlus rejected the management key", text)
 
     def test_empty_folder_and_invoke_task(self):
-        from tests.test_frontends import inv
+        from tests.support import inv
 
         code, out, _ = self.cli("auth", "status")
         self.assertEqual(code, 0)
@@ -416,7 +416,7 @@ class StatusTest(SecretsMixin, TempRepo):
         self.assertEqual(json.loads(out)["command"], "auth status")
 
     def test_task_listing(self):
-        from tests.test_frontends import inv
+        from tests.support import inv
 
         code, out, _ = inv("--list")
         for name in ("auth.codex-login", "auth.copilot-login", "auth.codex-import", "auth.status"):

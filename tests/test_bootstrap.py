@@ -18,14 +18,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import threading
 import time
 import unittest
 import zipfile
 from pathlib import Path
 from unittest import mock
 
-from invoke import Program
 
 from llm_router import bootstrap, runner
 from llm_router import config as config_mod
@@ -35,8 +33,7 @@ from llm_router.layout import source_root
 from llm_router.standin.cliproxy import fake_binary_script, install_fake_binary
 from llm_router.standin.github import GitHubServer, publish
 from llm_router.standin.process import free_port
-from llm_router.tasks import namespace
-from tests.support import TempRepo, _env, snapshot
+from tests.support import TempRepo, _env, inv, serve_github, snapshot
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 OLD, NEW = "6.9.27-0", "6.9.28-0"
@@ -68,15 +65,6 @@ def binary_entry(version: str = NEW) -> tuple[tarfile.TarInfo, bytes]:
     return entry("cli-proxy-api-plus", fake_binary_script(version).encode())
 
 
-def inv(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            Program(namespace=namespace, name="inv", binary="inv").run(["inv", *argv])
-        except SystemExit as exc:
-            code = exc.code or 0
-    return code, out.getvalue(), err.getvalue()
 
 
 class GitHubCase(TempRepo):
@@ -86,10 +74,7 @@ class GitHubCase(TempRepo):
 
     def setUp(self) -> None:
         super().setUp()
-        self.server = GitHubServer(0)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.addCleanup(self.server.server_close)
-        self.addCleanup(self.server.shutdown)
+        self.server = serve_github(self)
         self.assets = Path(tempfile.mkdtemp(prefix="llm-router-assets-"))
         self.addCleanup(shutil.rmtree, self.assets, True)
         publish(self.server, REPO_NAME, NEW, self.assets, platforms=[("linux", "amd64"), ("windows", "amd64")])

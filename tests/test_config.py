@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import unittest
 
 from llm_router import config as config_mod
@@ -64,6 +63,10 @@ BAD = [
     ("runtime_dir empty", ("runtime_dir: .router/runtime", "runtime_dir: ''"), "runtime_dir: must be a non-empty string"),
     ("legacy and new key together", ("secret_files: {}", "secret_files: {}\nsecrets: {}"), "secrets: legacy key given together with secret_files"),
     ("bad default profile", ("default_profile: balanced", "default_profile: 'my profile'"), "default_profile"),
+    ("bad litellm mode", ("startup_timeout: 90}", "startup_timeout: 90, mode: threads}"), "services.litellm.mode: must be one of gunicorn, uvicorn"),
+    ("max_rss_mb too small", ("startup_timeout: 90}", "startup_timeout: 90, max_rss_mb: 10}"), "services.litellm.max_rss_mb"),
+    ("bad worker boot timeout", ("startup_timeout: 90}", "startup_timeout: 90, worker_boot_timeout: fast}"), "services.litellm.worker_boot_timeout"),
+    ("litellm key on cliproxy", ("startup_timeout: 30}", "startup_timeout: 30, mode: gunicorn}"), "services.cliproxyapi_plus.mode: unknown key"),
 ]
 
 

@@ -15,7 +15,7 @@ from llm_router.demo import DemoReport
 from llm_router.errors import NOT_FOUND
 from tests.litellm_support import requires_litellm
 from tests.support import _env, run_cli
-from tests.test_frontends import inv
+from tests.support import inv
 from tests.test_smoke import processes_under
 
 FIRST, SECOND = "coder/cliproxy/gpt-5.1-codex-max", "coder/cliproxy/claude-sonnet-4.5"

@@ -318,7 +318,7 @@ class DoctorChecksTest(DoctorCase):
         self.assertEqual(warned[0]["fix"], "llm-router config migrate --write")
 
     def test_invoke_task(self):
-        from tests.test_frontends import inv
+        from tests.support import inv
         from tests.support import _env
 
         with _env({"LLM_ROUTER_CONFIG": str(self.config_path), **self.env}):

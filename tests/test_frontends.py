@@ -1,31 +1,20 @@
 """Both front ends: `llm-router` (argparse) and the invoke tasks, and the listing of namespaced tasks."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import unittest
 
-from invoke import Program
+from tests.support import REPO, TempRepo, _env, inv
 
-from llm_router.tasks import namespace
-from tests.support import REPO, TempRepo, _env
+EXPECTED_TASKS = ["config.check", "config.show", "config.migrate", "events.tail", "bootstrap.download",
+                  "profile.set", "profile.list", "profile.prove", "service.start", "service.watch",
+                  "service.install", "auth.codex-login", "auth.copilot-login", "auth.codex-import",
+                  "check.doctor", "check.smoke", "check.security", "bench.failover", "up", "down", "demo"]
 
-EXPECTED_TASKS = ["config.check", "config.show", "config.migrate", "events.tail"]
 
-
-def inv(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            Program(namespace=namespace, name="inv", binary="inv").run(["inv", *argv])
-        except SystemExit as exc:  # Program.run turns invoke's Exit into sys.exit(code)
-            code = exc.code or 0
-    return code, out.getvalue(), err.getvalue()
 
 
 class InvokeTest(TempRepo):

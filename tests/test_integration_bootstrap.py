@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import unittest
 import urllib.request
 from pathlib import Path
@@ -15,8 +14,8 @@ from unittest import mock
 
 from llm_router import bootstrap
 from llm_router.config import UPSTREAM_KEY_ENV
-from llm_router.standin.github import GitHubServer, publish
-from tests.support import StackRepo
+from llm_router.standin.github import publish
+from tests.support import StackRepo, serve_github
 
 try:
     from llm_router import services
@@ -31,10 +30,7 @@ OLD, NEW = "6.9.27-0", "6.9.28-0"
 class BootstrapThenServiceTest(StackRepo):
     def setUp(self) -> None:
         super().setUp()
-        self.server = GitHubServer(0)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.addCleanup(self.server.server_close)
-        self.addCleanup(self.server.shutdown)
+        self.server = serve_github(self)
         assets = Path(tempfile.mkdtemp(prefix="llm-router-assets-"))
         self.addCleanup(shutil.rmtree, assets, True)
         for version in (OLD, NEW):

@@ -7,7 +7,6 @@ switches are serialised, and a killed master rolls the profile back.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +18,6 @@ import psutil
 
 from llm_router import config as config_mod
 from llm_router import profiles, services, workers
-from llm_router.errors import RouterError
 from llm_router.standin.cliproxy import write_codex_login
 from llm_router.standin.process import start_upstream
 from tests.load_support import Load

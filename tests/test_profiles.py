@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import unittest
 from unittest import mock
 
@@ -11,8 +10,7 @@ import yaml
 from llm_router import config as config_mod
 from llm_router import events, fsutil, profiles, services
 from llm_router.errors import RouterError
-from tests.support import TempRepo, _env, snapshot
-from tests.test_frontends import inv
+from tests.support import TempRepo, _env, inv, snapshot
 
 CONFIG = """\
 config_version: 2

@@ -14,8 +14,8 @@ import unittest
 import psutil
 
 from llm_router import services
-from llm_router.errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
-from tests.support import REPO, StackRepo, snapshot
+from llm_router.errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE
+from tests.support import REPO, StackRepo
 
 CP = "cliproxyapi_plus"
 

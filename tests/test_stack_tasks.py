@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import threading
 import unittest
 from pathlib import Path
 from unittest import mock
 
 from llm_router import bootstrap, profiles, services
 from llm_router.standin.cliproxy import install_fake_binary, write_codex_login
-from llm_router.standin.github import GitHubServer, publish
+from llm_router.standin.github import publish
 from tests.litellm_support import requires_litellm
-from tests.support import StackRepo, TempRepo, _env
-from tests.test_frontends import inv
+from tests.support import StackRepo, TempRepo, _env, inv, serve_github
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 VERSION = "6.9.28-0"
@@ -25,10 +23,7 @@ VERSION = "6.9.28-0"
 class UpSmokeDownTest(StackRepo):
     def setUp(self):
         super().setUp()
-        self.server = GitHubServer(0)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.addCleanup(self.server.server_close)
-        self.addCleanup(self.server.shutdown)
+        self.server = serve_github(self)
         assets = Path(tempfile.mkdtemp(prefix="llm-router-assets-"))
         self.addCleanup(shutil.rmtree, assets, True)
         publish(self.server, REPO_NAME, VERSION, assets, platforms=[bootstrap.platform_id()])

@@ -583,63 +583,47 @@ def _lock_timeout() -> float:
 
 
 def _record_event(log: events.EventLog, event: str, outcome: dict, profile: str | None = None) -> None:
-    result = {"started": "ok", "stopped": "ok", "already running": "noop", "not running": "noop"}.get(
+    result = {"started": "ok", "stopped": "ok", "restarted": "ok", "already running": "noop",
+              "not running": "noop"}.get(
         outcome.get("result"), outcome.get("result"))
     detail = {k: v for k, v in outcome.items() if k not in ("service", "result") and v not in (None, [], "")}
     log.append(event, service=outcome["service"], profile=profile or outcome.get("profile"), result=result,
                detail=detail or None)
 
 
-def start(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
-    """Start services in order (CLIProxyAPIPlus first, ready before LiteLLM starts). Running ones are left alone."""
+def _each(cfg: RouterConfig, event: str, names: list[str], action: Callable[[str], dict]) -> list[dict]:
+    """Run `action` per service under the runtime lock, recording one event per service (a failure too)."""
     log = events.for_config(cfg)
     outcomes = []
     with cfg.layout.lock(_lock_timeout()):
-        for name in expand(names):
+        for name in names:
             try:
-                outcome = _start_one(cfg, name, timeout)
+                outcome = action(name)
             except RouterError as exc:
-                _record_event(log, "service_start", {"service": name, "result": "failed", "error": exc.message})
+                _record_event(log, event, {"service": name, "result": "failed", "error": exc.message})
                 raise
-            _record_event(log, "service_start", outcome)
+            _record_event(log, event, outcome)
             outcomes.append(outcome)
     return outcomes
+
+
+def start(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
+    """Start services in order (CLIProxyAPIPlus first, ready before LiteLLM starts). Running ones are left alone."""
+    return _each(cfg, "service_start", expand(names), lambda name: _start_one(cfg, name, timeout))
 
 
 def stop(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:
     """Stop services in reverse order (LiteLLM first)."""
-    log = events.for_config(cfg)
-    outcomes = []
-    with cfg.layout.lock(_lock_timeout()):
-        for name in reversed(expand(names)):
-            try:
-                outcome = _stop_one(cfg, name)
-            except RouterError as exc:
-                _record_event(log, "service_stop", {"service": name, "result": "failed", "error": exc.message})
-                raise
-            _record_event(log, "service_stop", outcome)
-            outcomes.append(outcome)
-    return outcomes
+    return _each(cfg, "service_stop", list(reversed(expand(names))), lambda name: _stop_one(cfg, name))
 
 
 def restart(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
     """Stop then start the named services (reverse order down, forward order up) under one lock hold."""
-    log = events.for_config(cfg)
     ordered = expand(names)
-    outcomes = []
     with cfg.layout.lock(_lock_timeout()):
         stopped = {name: _stop_one(cfg, name) for name in reversed(ordered)}
-        for name in ordered:
-            try:
-                outcome = _start_one(cfg, name, timeout)
-            except RouterError as exc:
-                _record_event(log, "service_restart", {"service": name, "result": "failed", "error": exc.message})
-                raise
-            outcome = {**outcome, "result": "restarted", "previous": stopped[name]["result"]}
-            log.append("service_restart", service=name, profile=outcome.get("profile"), result="ok",
-                       detail={"pid": outcome["pid"], "previous": outcome["previous"]})
-            outcomes.append(outcome)
-    return outcomes
+        return _each(cfg, "service_restart", ordered, lambda name: {
+            **_start_one(cfg, name, timeout), "result": "restarted", "previous": stopped[name]["result"]})
 
 
 def apply_litellm_config(cfg: RouterConfig, restore: Callable[[], None]) -> dict:
