@@ -14,9 +14,13 @@ from .commands import Ctx
 from .errors import USAGE, RouterError
 from .output import emit, emit_error
 
-# Each module under commands/ adds its own subcommands; modules are imported lazily by name so that
-# `llm-router status` does not pay for importing what `bootstrap` needs.
-COMMAND_MODULES = ("config", "events", "service", "check", "bootstrap", "auth", "profile", "stack", "demo")
+# Which module under commands/ provides each top-level command. A run imports only the module of its command,
+# so `llm-router status` does not pay for Jinja2 or requests; `--help` and unknown commands import them all.
+COMMANDS = {
+    "config": "config", "events": "events", "service": "service", "status": "service", "health": "service",
+    "check": "check", "doctor": "check", "smoke": "check", "bootstrap": "bootstrap", "auth": "auth",
+    "profile": "profile", "up": "stack", "down": "stack", "demo": "demo",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +29,20 @@ class _Parser(argparse.ArgumentParser):
         raise RouterError(message, hint=f"see `{self.prog} --help`", exit_code=USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: list[str]) -> str | None:
+    """The top-level command in `argv` (skipping global options and the value of --config)."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--config":
+            skip = True
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     # Global flags are accepted before or after the subcommand (`llm-router --json status` or `status --json`).
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -39,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llm-router {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(f".commands.{name}", __package__).add_parsers(sub, common)
     return parser
 
@@ -51,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "llm-router"
     ctx = Ctx(json=as_json, debug=debug)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_command_word(argv)).parse_args(argv)
         command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
         ctx.config_path = getattr(args, "config", None)
         return emit(args.run(ctx, args), as_json)
