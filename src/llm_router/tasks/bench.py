@@ -1,4 +1,6 @@
-"""bench.failover"""
+"""bench.failover, bench.start, bench.switch: thin wrappers over the checkout's scripts/bench/*.py"""
+import importlib
+
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
@@ -16,4 +18,37 @@ def failover(c, profile="", requests=40):
         raise Exit(code=code)
 
 
-ns = Collection("bench", failover)
+def _script(name: str):
+    try:  # the checkout's scripts/ folder, importable when inv runs from the repo root
+        return importlib.import_module(f"scripts.bench.{name}")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("scripts"):
+            raise
+        raise Exit(f"error: bench.{name} runs from a source checkout (scripts/bench/{name}.py)", code=2) from None
+
+
+@task(help={"runs": "start rounds per LiteLLM mode (default 3)", "status_runs": "status runs each (default 15)",
+            "mode": "gunicorn or uvicorn (default: both)", "bytecode_cache": "children cache bytecode in a temp dir",
+            "json": "print JSON"}, auto_shortflags=False)
+def start(c, runs=3, status_runs=15, mode="", bytecode_cache=False, json=False):
+    """`service start all` against the bare `litellm` command (both modes), and `status` against `python -c pass`."""
+    code = _script("start").main([f"--runs={runs}", f"--status-runs={status_runs}",
+                                  *([f"--mode={mode}"] if mode else []),
+                                  *(["--bytecode-cache"] if bytecode_cache else []), *(["--json"] if json else [])])
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"rate": "requests per second over all client threads (default 25)", "threads": "client threads (4)",
+            "switches": "switches per pass (default 2)", "mode": "gunicorn or uvicorn (default: both)",
+            "bytecode_cache": "children cache bytecode in a temp dir", "json": "print JSON"}, auto_shortflags=False)
+def switch(c, rate=25.0, threads=4, switches=2, mode="", bytecode_cache=False, json=False):
+    """Failed requests, latency and time to the new profile while `profile set` switches under a client load."""
+    code = _script("switch").main([f"--rate={rate}", f"--threads={threads}", f"--switches={switches}",
+                                   *([f"--mode={mode}"] if mode else []),
+                                   *(["--bytecode-cache"] if bytecode_cache else []), *(["--json"] if json else [])])
+    if code:
+        raise Exit(code=code)
+
+
+ns = Collection("bench", failover, start, switch)
