@@ -1,7 +1,9 @@
 """A bounded client load through LiteLLM with the `openai` client, for the switch test and benchmark.
 
-Threads send small chat completions back to back (optionally paced to a target rate) until stopped, and record
-each request's start time, latency, outcome and the deployment that answered (`x-litellm-model-id`)."""
+Threads send small chat completions back to back (optionally paced to a target rate, the threads staggered so that
+requests arrive evenly rather than in bursts of `threads` at once) until stopped, and record each request's start
+time, latency, outcome and the deployment that answered (`x-litellm-model-id`); a failure keeps its innermost cause
+(the openai client says only "Connection error."; the httpx cause tells a reset from a refused connection)."""
 from __future__ import annotations
 
 import threading
@@ -34,13 +36,14 @@ class Load:
     def __post_init__(self):
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+        self._workers = [threading.Thread(target=self._run, args=(slot,), daemon=True) for slot in range(self.threads)]
 
-    def _run(self) -> None:
+    def _run(self, slot: int) -> None:
         from openai import OpenAI
 
         client = OpenAI(base_url=f"{self.base_url}/v1", api_key=self.api_key, max_retries=self.max_retries, timeout=30)
         gap = self.threads / self.rate if self.rate else 0.0
+        self._stop.wait(gap * slot / self.threads)
         while not self._stop.is_set() and len(self.samples) < self.max_requests:
             started = time.monotonic()
             try:
@@ -49,7 +52,7 @@ class Load:
                 raw.parse()
                 sample = Sample(started, time.monotonic() - started, True, raw.headers.get("x-litellm-model-id"))
             except Exception as exc:  # every failure counts, whatever its kind
-                sample = Sample(started, time.monotonic() - started, False, None, f"{type(exc).__name__}: {exc}")
+                sample = Sample(started, time.monotonic() - started, False, None, describe(exc))
             with self._lock:
                 self.samples.append(sample)
             if gap:
@@ -76,3 +79,12 @@ class Load:
 
     def after(self, moment: float) -> list[Sample]:
         return [s for s in self.samples if s.started >= moment]
+
+
+def describe(exc: BaseException) -> str:
+    """The exception and its innermost cause (ConnectError, RemoteProtocolError, ...), each cut to 120 characters."""
+    text = f"{type(exc).__name__}: {str(exc)[:120]}"
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return text + (f" <- {type(cause).__name__}: {str(cause)[:120]}" if cause is not None else "")

@@ -19,13 +19,14 @@ EXAMPLE = REPO / "config" / "examples" / "routertool.yaml"
 def run_cli(*argv: str, env: dict | None = None) -> tuple[int, str, str]:
     """Run `llm-router ARGV` in-process; returns (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    with _env(env or {}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with patched_env(env or {}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
 
 @contextlib.contextmanager
-def _env(values: dict):
+def patched_env(values: dict):
+    """os.environ with `values` set (None: removed) for the duration, restored after."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update({k: v for k, v in values.items() if v is not None})
     for k, v in values.items():

@@ -29,7 +29,7 @@ from llm_router.auth import login as login_mod
 from llm_router.errors import AUTH, CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from llm_router.standin.cliproxy import codex_auth_record, write_login_file
 from llm_router.standin.process import StandinError, call, complete_oauth, fail_oauth, pending_oauth
-from tests.support import StackRepo, TempRepo, _env
+from tests.support import StackRepo, TempRepo, patched_env
 
 CP = "cliproxyapi_plus"
 AUTH_CLAIM = "https://api.openai.com/auth"
@@ -410,7 +410,7 @@ class StatusTest(SecretsMixin, TempRepo):
         code, out, _ = self.cli("auth", "status")
         self.assertEqual(code, 0)
         self.assertIn("no accounts in", out)
-        with _env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
+        with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
             code, out, err = inv("auth.status", "--json")
         self.assertEqual(code, 0, err)
         self.assertEqual(json.loads(out)["command"], "auth status")

@@ -33,7 +33,7 @@ from llm_router.layout import source_root
 from llm_router.standin.cliproxy import fake_binary_script, install_fake_binary
 from llm_router.standin.github import GitHubServer, publish
 from llm_router.standin.process import free_port
-from tests.support import TempRepo, _env, inv, serve_github, snapshot
+from tests.support import TempRepo, patched_env, inv, serve_github, snapshot
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 OLD, NEW = "6.9.27-0", "6.9.28-0"
@@ -569,7 +569,7 @@ class InvokeTest(GitHubCase):
         code, out, _ = inv("--list")
         for name in ("bootstrap.download", "bootstrap.status", "bootstrap.rollback"):
             self.assertIn(name, out)
-        with _env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
+        with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
             code, out, err = inv("bootstrap.download", "--cliproxy-version", f"v{NEW}", "--force", "--json")
             self.assertEqual(code, 0, err)
             self.assertEqual(json.loads(out)["data"]["version"], f"v{NEW}")

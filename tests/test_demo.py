@@ -14,7 +14,7 @@ from llm_router import services
 from llm_router.demo import DemoReport
 from llm_router.errors import NOT_FOUND
 from tests.litellm_support import requires_litellm
-from tests.support import _env, run_cli
+from tests.support import patched_env, run_cli
 from tests.support import inv
 from tests.test_smoke import processes_under
 
@@ -81,7 +81,7 @@ class DemoFrontEndTest(unittest.TestCase):
 
     def test_invoke_task_renders_the_report(self):
         report = DemoReport(root="/tmp/llm-router-demo-x", base_url="http://127.0.0.1:4000/v1")
-        with mock.patch("llm_router.demo.run", return_value=report) as run, _env({"LLM_ROUTER_CONFIG": None}):
+        with mock.patch("llm_router.demo.run", return_value=report) as run, patched_env({"LLM_ROUTER_CONFIG": None}):
             code, out, err = inv("demo", "--json", "--port", "4100")
         self.assertEqual(code, 0, err)
         self.assertEqual(json.loads(out)["command"], "demo")

@@ -319,9 +319,9 @@ class DoctorChecksTest(DoctorCase):
 
     def test_invoke_task(self):
         from tests.support import inv
-        from tests.support import _env
+        from tests.support import patched_env
 
-        with _env({"LLM_ROUTER_CONFIG": str(self.config_path), **self.env}):
+        with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path), **self.env}):
             code, out, err = inv("check.doctor", "--json")
         self.assertEqual(code, 1)  # the binary is missing
         self.assertEqual(json.loads(out)["command"], "doctor")

@@ -117,8 +117,8 @@ class EventsCommandTest(TempRepo):
     def test_event_log_redacts_configured_secrets(self):
         self.write_config()
         from llm_router import config as config_mod
-        from tests.support import _env
-        with _env({"CUSTOM_API_KEY": SECRET}):
+        from tests.support import patched_env
+        with patched_env({"CUSTOM_API_KEY": SECRET}):
             cfg = config_mod.load(self.config_path)
             events.for_config(cfg).append("check", detail=f"key={SECRET}")
         self.assertNotIn(SECRET, cfg.layout.events_log.read_text())

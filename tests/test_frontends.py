@@ -7,7 +7,7 @@ import subprocess
 import sys
 import unittest
 
-from tests.support import REPO, TempRepo, _env, inv
+from tests.support import REPO, TempRepo, patched_env, inv
 
 EXPECTED_TASKS = ["config.check", "config.show", "config.migrate", "events.tail", "bootstrap.download",
                   "profile.set", "profile.list", "profile.prove", "service.start", "service.watch",
@@ -31,11 +31,11 @@ class InvokeTest(TempRepo):
 
     def test_task_renders_json_and_maps_errors_to_exit_codes(self):
         self.write_config()
-        with _env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
+        with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
             code, out, err = inv("config.check", "--json")
         self.assertEqual(code, 0, err)
         self.assertTrue(json.loads(out)["ok"])
-        with _env({"LLM_ROUTER_CONFIG": str(self.root / "missing.yaml")}):
+        with patched_env({"LLM_ROUTER_CONFIG": str(self.root / "missing.yaml")}):
             code, out, err = inv("config.check")
         self.assertEqual(code, 2)
         self.assertIn("error: config file not found", err)

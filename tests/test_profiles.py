@@ -10,7 +10,7 @@ import yaml
 from llm_router import config as config_mod
 from llm_router import events, fsutil, profiles, services
 from llm_router.errors import RouterError
-from tests.support import TempRepo, _env, inv, snapshot
+from tests.support import TempRepo, patched_env, inv, snapshot
 
 CONFIG = """\
 config_version: 2
@@ -64,7 +64,7 @@ class ProfileRepo(TempRepo):
     def setUp(self) -> None:
         super().setUp()
         self.write_config(CONFIG)
-        self.env = _env({"CUSTOM_API_KEY": SECRET, "TEAM_KEY": "team-secret-value-77"})
+        self.env = patched_env({"CUSTOM_API_KEY": SECRET, "TEAM_KEY": "team-secret-value-77"})
         self.env.__enter__()
         self.addCleanup(self.env.__exit__, None, None, None)
 
@@ -428,7 +428,7 @@ class InvokeTest(ProfileRepo):
             self.assertIn(name, out)
 
     def test_set_and_list_through_invoke(self):
-        with _env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
+        with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
             code, out, err = inv("profile.set", "--name", "cost")
             self.assertEqual(code, 0, err)
             code, out, err = inv("profile.list", "--json")

@@ -13,7 +13,7 @@ from llm_router import bootstrap, profiles, services
 from llm_router.standin.cliproxy import install_fake_binary, write_codex_login
 from llm_router.standin.github import publish
 from tests.litellm_support import requires_litellm
-from tests.support import StackRepo, TempRepo, _env, inv, serve_github
+from tests.support import StackRepo, TempRepo, patched_env, inv, serve_github
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 VERSION = "6.9.28-0"
@@ -35,7 +35,7 @@ class UpSmokeDownTest(StackRepo):
                     "no_proxy": "127.0.0.1", "GITHUB_TOKEN": None, "STARTUP_TIMEOUT": None}
 
     def test_up_then_smoke_leaves_it_running_then_down(self):
-        with _env(self.env):
+        with patched_env(self.env):
             code, out, err = inv("up", "--json")
         self.remember_pids()
         self.assertEqual(code, 0, out + err)
@@ -54,13 +54,13 @@ class UpSmokeDownTest(StackRepo):
         self.assertEqual(steps["service stop"]["detail"], "left running as found: cliproxyapi_plus, litellm")
         self.assertEqual({s.name: s.pid for s in services.status(self.cfg)}, pids)
 
-        with _env(self.env):
+        with patched_env(self.env):
             code, out, err = inv("up")  # again: nothing to install, nothing to start
         self.assertEqual(code, 0, out + err)
         self.assertNotIn("bootstrap:", out)
         self.assertIn("already running", out)
 
-        with _env(self.env):
+        with patched_env(self.env):
             code, out, err = inv("down")
         self.assertEqual(code, 0, out + err)
         self.assertIn("litellm  stopped", out)

@@ -63,43 +63,6 @@ TARGET_P99_S = 1.0
 TARGET_NEW_S = 2.0
 
 
-class CauseLoad(Load):
-    """tests.load_support.Load, with two changes: the cause of a connection error is recorded too (the openai client
-    says only "Connection error."; the httpx cause tells a reset from a refused connection), and the paced threads
-    start staggered by gap/threads, so that requests arrive evenly instead of in bursts of `threads` at once."""
-
-    def _run(self) -> None:
-        from openai import OpenAI
-
-        client = OpenAI(base_url=f"{self.base_url}/v1", api_key=self.api_key, max_retries=self.max_retries, timeout=30)
-        gap = self.threads / self.rate if self.rate else 0.0
-        with self._lock:
-            self._started = getattr(self, "_started", 0) + 1
-            slot = self._started - 1
-        self._stop.wait(gap * slot / self.threads)
-        while not self._stop.is_set() and len(self.samples) < self.max_requests:
-            started = time.monotonic()
-            try:
-                raw = client.chat.completions.with_raw_response.create(
-                    model=self.model, messages=[{"role": "user", "content": "ping"}], max_tokens=5)
-                raw.parse()
-                sample = Sample(started, time.monotonic() - started, True, raw.headers.get("x-litellm-model-id"))
-            except Exception as exc:  # every failure counts, whatever its kind
-                sample = Sample(started, time.monotonic() - started, False, None, describe(exc))
-            with self._lock:
-                self.samples.append(sample)
-            if gap:
-                self._stop.wait(max(0.0, gap - (time.monotonic() - started)))
-
-
-def describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {str(exc)[:120]}"
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None and cause.__cause__ is not None:  # the innermost: ConnectError, RemoteProtocolError...
-        cause = cause.__cause__
-    return text + (f" <- {type(cause).__name__}: {str(cause)[:120]}" if cause is not None else "")
-
-
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -114,8 +77,8 @@ def switch_events(cfg, since: float) -> list[dict]:
 def run_pass(stack: StackDir, procs: Processes, mode: str, retries: int, args) -> tuple[list[dict], dict]:
     cfg = stack.cfg
     switches = []
-    load = CauseLoad(stack.litellm_base(), cfg.secret("LITELLM_MASTER_KEY"), threads=args.threads, rate=args.rate,
-                     max_retries=retries)
+    load = Load(stack.litellm_base(), cfg.secret("LITELLM_MASTER_KEY"), threads=args.threads, rate=args.rate,
+                max_retries=retries)
     with load:
         load.wait_for(args.threads * 2, timeout=60)
         time.sleep(WARMUP)

@@ -132,31 +132,33 @@ def uninstall(ctx: Ctx, kind: str | None = None, user: bool = True, unit_dir: st
     return Result("service uninstall", data=outcome, text=text, warnings=list(ctx.warnings))
 
 
+def _with_names(subparsers, verb: str, doc: str, fn, common):
+    """A subcommand taking service NAMEs (none: all) that runs fn(ctx, names=...)."""
+    p = subparsers.add_parser(verb, help=doc, parents=[common])
+    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p.set_defaults(run=lambda ctx, a: fn(ctx, names=a.names))
+    return p
+
+
 def add_parsers(sub, common) -> None:
     svc = sub.add_parser("service", help="start, stop, restart services or read their logs", parents=[common])
     actions = svc.add_subparsers(dest="action", metavar="ACTION", required=True)
     for verb, fn, doc in (("start", start, "start services (CLIProxyAPIPlus first, then LiteLLM)"),
                           ("restart", restart, "stop then start services")):
-        p = actions.add_parser(verb, help=doc, parents=[common])
-        p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+        p = _with_names(actions, verb, doc, fn, common)
         p.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="readiness timeout (default: startup_timeout, or $STARTUP_TIMEOUT)")
         p.set_defaults(run=lambda ctx, a, fn=fn: fn(ctx, names=a.names, timeout=a.timeout))
-    p = actions.add_parser("stop", help="stop services (LiteLLM first)", parents=[common])
-    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
-    p.set_defaults(run=lambda ctx, a: stop(ctx, names=a.names))
-    p = actions.add_parser("status", help="same as `llm-router status`", parents=[common])
-    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
-    p.set_defaults(run=lambda ctx, a: show_status(ctx, names=a.names))
+    _with_names(actions, "stop", "stop services (LiteLLM first)", stop, common)
+    _with_names(actions, "status", "same as `llm-router status`", show_status, common)
     p = actions.add_parser("logs", help="print a service's log", parents=[common])
     p.add_argument("name", metavar="NAME", help="cliproxyapi_plus or litellm")
     p.add_argument("-n", type=int, default=50, metavar="N", help="how many lines (default 50)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     p.set_defaults(run=lambda ctx, a: logs(ctx, a.name, lines=a.n, follow=a.follow))
 
-    p = actions.add_parser("watch", help="foreground supervisor: restart crashed or wedged services with "
-                                         "backoff (for systemd, launchd, tmux, nohup)", parents=[common])
-    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
+    p = _with_names(actions, "watch", "foreground supervisor: restart crashed or wedged services with backoff (for "
+                                      "systemd, launchd, tmux, nohup)", watch, common)
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="check period (default 5)")
     p.add_argument("--max-failures", type=int, default=5, metavar="N",
                    help="failed restarts within 5 minutes before a service is FATAL (default 5)")
@@ -174,9 +176,5 @@ def add_parsers(sub, common) -> None:
         p.add_argument("--unit-dir", metavar="DIR", help="write the unit here instead of the standard folder")
         p.set_defaults(run=lambda ctx, a, fn=fn: fn(ctx, kind=a.kind, user=a.user, unit_dir=a.unit_dir))
 
-    p = sub.add_parser("status", help="supervisor-style state of each service", parents=[common])
-    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
-    p.set_defaults(run=lambda ctx, a: show_status(ctx, names=a.names))
-    p = sub.add_parser("health", help="liveness and readiness; exit 0 only if all are ready", parents=[common])
-    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
-    p.set_defaults(run=lambda ctx, a: check_health(ctx, names=a.names))
+    _with_names(sub, "status", "supervisor-style state of each service", show_status, common)
+    _with_names(sub, "health", "liveness and readiness; exit 0 only if all are ready", check_health, common)
