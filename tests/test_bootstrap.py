@@ -627,15 +627,16 @@ class RunnerTest(TempRepo):
         path.chmod(0o755)
         return path
 
-    def test_runner_execs_the_venv_litellm(self):
+    def test_runner_execs_the_launcher_with_the_venv_python(self):
         venv = self.root / "venv"
         self.fake(venv / "bin" / "litellm", "venv litellm")
+        self.fake(venv / "bin" / "python", "venv python")
         with mock.patch.object(runner.sys, "prefix", str(venv)):
             path = runner.ensure_litellm_runner(self.layout)
         self.assertEqual(path, self.layout.litellm_runner)
         self.assertEqual(path.stat().st_mode & 0o777, 0o755)
         out = subprocess.run([str(path), "--port", "4000", "two words"], capture_output=True, text=True).stdout
-        self.assertEqual(out.strip(), "venv litellm --port 4000 two words")
+        self.assertEqual(out.strip(), "venv python -P -m llm_router.litellm_launch --port 4000 two words")
 
     def test_runner_falls_back_to_uv_run_the_runtime_group(self):
         uv = self.fake(self.root / "tools" / "uv", "uv")
@@ -644,7 +645,8 @@ class RunnerTest(TempRepo):
             path = runner.ensure_litellm_runner(self.layout)
         out = subprocess.run([str(path), "--port", "4000"], capture_output=True, text=True).stdout
         project = source_root() or self.layout.root
-        self.assertEqual(out.strip(), f"uv run --project {project} --group runtime --frozen litellm --port 4000")
+        self.assertEqual(out.strip(), f"uv run --project {project} --group runtime --frozen python -P -m "
+                                      "llm_router.litellm_launch --port 4000")
 
     def test_litellm_available_reads_metadata_only(self):
         with mock.patch.object(runner.importlib.metadata, "version", return_value="1.2.3"):

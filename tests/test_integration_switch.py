@@ -89,6 +89,12 @@ class LiveSwitchTest(StackRepo):
         self.remember_pids()
         self.assertIn("mode gunicorn", self.cli("status")[1])
         self.master = services.read_record(self.cfg.layout, "litellm")[0].pid
+        # the master imported LiteLLM's lazily loaded modules before forking (llm_router.litellm_launch): every
+        # name of the list still exists in this LiteLLM, so none was skipped
+        warmed = [line for line in self.cfg.layout.log_file("litellm").read_text().splitlines()
+                  if line.startswith("llm-router: warmed")]
+        self.assertEqual(len(warmed), 1, warmed)
+        self.assertNotIn("skipped", warmed[0])
 
     def client_load(self, **kw):
         return Load(self.cfg.services["litellm"].base_url, self.cfg.secret("LITELLM_MASTER_KEY"), **kw)

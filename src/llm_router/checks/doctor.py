@@ -228,7 +228,9 @@ def _check_runner(cfg: RouterConfig) -> Finding:
     fix = f"{RUNTIME_HINT}; the runner is rewritten at every `llm-router service start litellm`"
     if not runner.exists():
         if os.access(venv_litellm, os.X_OK) or shutil.which("uv"):
-            target = venv_litellm if venv_litellm.exists() else "uv run --group runtime litellm"
+            launch = "-m llm_router.litellm_launch"
+            target = (f"{venv_litellm.parent / 'python'} {launch}" if venv_litellm.exists()
+                      else f"uv run --group runtime python {launch}")
             return Finding("litellm-runner", OK, f"not generated yet (written at every LiteLLM start); it will "
                            f"exec {target}", path=str(runner))
         return Finding("litellm-runner", FAIL, f"neither {venv_litellm} nor uv is available to run LiteLLM", fix=fix,
@@ -243,12 +245,13 @@ def _check_runner(cfg: RouterConfig) -> Finding:
     if not target:
         return Finding("litellm-runner", FAIL, f"{_rel(cfg, runner)} has no exec line", fix=fix, path=str(runner))
     program = target[0]
-    if os.path.basename(program) == "litellm" and os.access(program, os.X_OK):
-        return Finding("litellm-runner", OK, f"{_rel(cfg, runner)} execs {program}", path=str(runner))
-    if shutil.which(program) and os.access(venv_litellm, os.X_OK):
+    via_uv = os.path.basename(program) == "uv"
+    if not via_uv and os.path.isabs(program) and os.access(program, os.X_OK):
+        return Finding("litellm-runner", OK, f"{_rel(cfg, runner)} execs {shlex.join(target[:4])}", path=str(runner))
+    if via_uv and shutil.which(program) and os.access(venv_litellm, os.X_OK):
         return Finding("litellm-runner", WARN, f"{_rel(cfg, runner)} runs LiteLLM through {program} (slower start) "
                        f"although {venv_litellm} exists", fix=fix, path=str(runner))
-    if shutil.which(program):
+    if via_uv and shutil.which(program):
         return Finding("litellm-runner", OK, f"{_rel(cfg, runner)} runs LiteLLM through {program}", path=str(runner))
     return Finding("litellm-runner", FAIL, f"{_rel(cfg, runner)} execs {program}, which does not exist (was the "
                    "checkout or its venv moved?)", fix=fix, path=str(runner))
