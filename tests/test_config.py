@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import unittest
+from unittest import mock
 
 from llm_router import config as config_mod
 from tests.support import REPO, TempRepo, run_cli, snapshot
@@ -277,6 +278,65 @@ class ShowTest(TempRepo):
         self.assertEqual(cfg.secret("CUSTOM_API_KEY", environ={}), "from-file")
         self.assertEqual(cfg.secret("CUSTOM_API_KEY", environ={"CUSTOM_API_KEY": "from-env"}), "from-env")
         self.assertEqual(cfg.secret_source("CUSTOM_API_KEY", environ={}), "file")
+
+
+class ParseCacheTest(TempRepo):
+    """`service start` keeps the config's parse as JSON so that `status` need not import PyYAML; only the very same
+    text reuses it."""
+
+    def setUp(self):
+        super().setUp()
+        self.write_config(VALID)
+        self.cfg = config_mod.load(self.config_path)
+        self.cache = self.cfg.layout.parse_cache
+
+    def load_without_yaml(self):
+        with mock.patch.object(config_mod, "parse_text", side_effect=AssertionError("PyYAML was used")):
+            return config_mod.load(self.config_path)
+
+    def test_the_same_text_is_loaded_from_the_cache(self):
+        self.assertTrue(config_mod.remember_parse(self.cfg))
+        self.assertEqual((self.cache.stat().st_mode & 0o777, self.cache.parent.stat().st_mode & 0o777),
+                         (0o600, 0o700))
+        self.assertEqual(self.load_without_yaml(), self.cfg)
+
+    def test_edited_text_is_parsed_again(self):
+        config_mod.remember_parse(self.cfg)
+        self.write_config(VALID.replace("port: 4000", "port: 4100"))
+        self.assertEqual(config_mod.load(self.config_path).services["litellm"].port, 4100)
+        with self.assertRaises(AssertionError):
+            self.load_without_yaml()
+
+    def test_a_damaged_cache_is_ignored(self):
+        config_mod.remember_parse(self.cfg)
+        for damage in ("{not json", "[]", '{"path": 1}', json.dumps({"path": str(self.config_path.resolve()),
+                                                                      "text": VALID, "data": [], "lines": {}})):
+            self.cache.write_text(damage)
+            self.assertEqual(config_mod.load(self.config_path), self.cfg, damage)
+
+    def test_what_json_cannot_give_back_is_not_cached(self):
+        import datetime
+
+        for data in ({"note": datetime.date(2026, 11, 26)}, {"ports": {4000: "litellm"}}):  # a date; an int key
+            with mock.patch.object(config_mod, "parse_text", return_value=(data, {})):
+                self.assertFalse(config_mod.remember_parse(self.cfg), data)
+            self.assertFalse(self.cache.exists())
+
+    def test_a_custom_runtime_dir_is_not_cached(self):
+        self.write_config(VALID.replace("runtime_dir: .router/runtime", "runtime_dir: state/runtime"))
+        cfg = config_mod.load(self.config_path)
+        self.assertFalse(config_mod.remember_parse(cfg))
+        self.assertFalse(self.cache.exists())
+        self.assertFalse(cfg.layout.parse_cache.exists())
+
+    def test_status_imports_neither_yaml_nor_jinja2_nor_requests(self):
+        config_mod.remember_parse(self.cfg)
+        probe = ("import sys, contextlib, io\nfrom llm_router import cli\n"
+                 "with contextlib.redirect_stdout(io.StringIO()):\n"
+                 f"    code = cli.main(['--config', {str(self.config_path)!r}, 'status'])\n"
+                 "print(code, sorted(m for m in ('yaml', 'jinja2', 'requests') if m in sys.modules))")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=self.root)
+        self.assertEqual(done.stdout.strip(), "0 []", done.stderr)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 
 from . import __version__
 from .commands import Ctx
@@ -17,7 +16,7 @@ from .output import emit, emit_error
 # Which module under commands/ provides each top-level command. A run imports only the module of its command,
 # so `llm-router status` does not pay for Jinja2 or requests; `--help` and unknown commands import them all.
 COMMANDS = {
-    "config": "config", "events": "events", "service": "service", "status": "service", "health": "service",
+    "config": "config", "events": "events", "service": "service", "status": "status", "health": "status",
     "check": "check", "doctor": "check", "smoke": "check", "bootstrap": "bootstrap", "auth": "auth",
     "profile": "profile", "up": "stack", "down": "stack", "demo": "demo",
 }
@@ -80,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug: one line unless --debug
         if debug:
+            import traceback
+
             traceback.print_exc()
         error = RouterError(f"unexpected {type(exc).__name__}: {exc}",
                             hint="re-run with --debug for the traceback and report it", exit_code=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
 import time
@@ -15,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import USAGE, RouterError
-from .fsutil import atomic_write
-from .layout import SERVICES, Layout
+from .fsutil import atomic_write, write_private
+from .layout import DEFAULT_RUNTIME_DIR, SERVICES, Layout
 
 CURRENT_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)  # 1 (and a missing version) is migrated in memory to 2
@@ -35,7 +34,6 @@ TIERS = ("subscription", "paid")
 DEFAULT_TIER = {"cliproxyapi_plus": "subscription", "openai_compatible": "paid"}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: same result, faster
 
 SERVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cliproxyapi_plus": {"host": "127.0.0.1", "port": 8317, "config_file": "config/cliproxyapi.yaml",
@@ -211,9 +209,55 @@ def load(explicit: str | os.PathLike | None = None, cwd: Path | None = None) -> 
 
 def load_file(path: Path, source: str = "--config") -> RouterConfig:
     text = _read_config_text(path, source)
-    raw, lines = parse_text(text, path)
+    raw, lines = cached_parse(path, text) or parse_text(text, path)
     migrated, lines, warnings = migrate(raw, lines)
     return validate(migrated, path, lines, warnings)
+
+
+# PyYAML's import alone is ~30 ms of the ~150 ms an `llm-router status` takes (its modules compile a dozen regexes
+# at import). So `service start`, which writes state anyway, keeps the parse of the config file it started from as
+# JSON beside that state (`remember_parse`), and loading the very same text later reuses it without importing
+# PyYAML. The cache is read only from the default state folder (`<root>/.router`) and only for identical text;
+# read-only commands (status, doctor, config check) never write it.
+def parse_cache_path(config_path: Path) -> Path:
+    root = root_for(config_path)
+    return Layout(root=root, runtime_dir=root / DEFAULT_RUNTIME_DIR).parse_cache
+
+
+def cached_parse(path: Path, text: str) -> tuple[dict, dict[str, int]] | None:
+    """The parse `remember_parse` stored for exactly this file and text, else None."""
+    try:
+        cached = json.loads(parse_cache_path(path).read_text(encoding="utf-8"))
+        data, lines = cached["data"], cached["lines"]
+        if (cached["path"] == str(path.resolve()) and cached["text"] == text and isinstance(data, dict)
+                and isinstance(lines, dict)):
+            return data, lines
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, another file's, or damaged: parse the YAML
+    return None
+
+
+def remember_parse(cfg: RouterConfig) -> bool:
+    """Store the parse of `cfg`'s file for `cached_parse` (0600 in a 0700 folder). Skipped, returning False, when
+    the state folder is not the default one (the reader would not look there), the file cannot be read or written,
+    or JSON would not give back exactly what PyYAML gave (non-string keys, dates)."""
+    target = parse_cache_path(cfg.path)
+    if cfg.layout.parse_cache != target:
+        return False
+    try:
+        text = cfg.path.read_text(encoding="utf-8")
+        data, lines = parse_text(text, cfg.path)
+        entry = {"path": str(cfg.path.resolve()), "text": text, "data": data, "lines": lines}
+        encoded = json.dumps(entry)
+    except (OSError, UnicodeDecodeError, RouterError, TypeError, ValueError):
+        return False
+    if json.loads(encoded) != entry:
+        return False
+    try:
+        write_private(target, encoded)
+    except RouterError:  # a cache: failing to write it never fails the command that offered it
+        return False
+    return True
 
 
 def _read_config_text(path: Path, source: str) -> str:
@@ -233,7 +277,9 @@ def _read_config_text(path: Path, source: str) -> str:
 
 def parse_text(text: str, path: Path) -> tuple[dict, dict[str, int]]:
     """Parse YAML (JSON is a subset) into a dict plus a dotted-path → line index."""
-    loader = _Loader(text)
+    import yaml  # here, not at the top: see cached_parse
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when available: same result, faster
     try:  # compose once: the node tree gives the line index, constructing it gives the data
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -256,6 +302,8 @@ def parse_text(text: str, path: Path) -> tuple[dict, dict[str, int]]:
 
 
 def _index_lines(node: Any, prefix: str, lines: dict[str, int]) -> None:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
@@ -353,6 +401,8 @@ def migrate_file(path: Path, write: bool = False) -> dict:
 
 
 def _migrated_text(text: str, raw: dict) -> str:
+    import yaml
+
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     edits: list[tuple[int, int, str]] = []
     for rename in RENAMES:
@@ -377,6 +427,8 @@ def _migrated_text(text: str, raw: dict) -> str:
 
 
 def _find_key_node(node: Any, parts: list[str]) -> Any:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         return None
     for key_node, value_node in node.value:
@@ -447,7 +499,7 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
         p.add("config_version", f"unsupported version {_show(version)}; supported versions: {supported} "
                                 f"(1 is migrated to {CURRENT_VERSION})")
 
-    runtime_dir = _string(p, data, "runtime_dir", ".router/runtime", "")
+    runtime_dir = _string(p, data, "runtime_dir", str(DEFAULT_RUNTIME_DIR), "")
     default_profile = _string(p, data, "default_profile", "balanced", "")
     if default_profile and not NAME.match(default_profile):
         p.add("default_profile", f"must be a profile name (letters, digits, . _ -), got {_show(default_profile)}")

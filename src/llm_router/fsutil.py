@@ -5,7 +5,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +42,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
         data = data.encode("utf-8")
     path = Path(path)
     ensure_dir(path.parent)
+    import tempfile  # here, not at the top: read-only commands such as `status` never write
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:

@@ -1,8 +1,6 @@
 """Local keys llm-router generates and keeps in the private secrets folder (0600 files in a 0700 folder)."""
 from __future__ import annotations
 
-import secrets
-
 from .config import RouterConfig
 from .fsutil import write_private
 
@@ -14,6 +12,8 @@ def ensure_key(cfg: RouterConfig, name: str) -> str:
     value = cfg.secret(name)
     if value:
         return value
+    import secrets  # here, not at the top: `status` and most commands never generate a key
+
     value = "sk-" + secrets.token_urlsafe(32)
     write_private(cfg.layout.secret_file(name), value + "\n")
     return value

@@ -7,6 +7,7 @@ from pathlib import Path
 from .fsutil import FileLock
 
 SERVICES = ("cliproxyapi_plus", "litellm")
+DEFAULT_RUNTIME_DIR = Path(".router") / "runtime"  # relative to the repo root
 _LOCKS: dict[Path, FileLock] = {}
 
 
@@ -131,6 +132,11 @@ class Layout:
 
     def secret_file(self, name: str) -> Path:
         return self.secrets_dir / name
+
+    @property
+    def parse_cache(self) -> Path:
+        """routertool.yaml's parse as JSON (config.remember_parse / config.cached_parse)."""
+        return self.state_dir / "cache" / "routertool.parsed.json"
 
     # scratch and locks
     @property

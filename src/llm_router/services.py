@@ -12,20 +12,22 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import psutil
+from typing import TYPE_CHECKING, Callable
 
 from . import events, health, keys
-from .config import MASTER_KEY_ENV, UPSTREAM_KEY_ENV, RouterConfig
+from .config import MASTER_KEY_ENV, UPSTREAM_KEY_ENV, RouterConfig, remember_parse
 from .errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from .fsutil import atomic_write, ensure_dir
 from .layout import SERVICES, Layout
+
+# psutil costs ~30 ms to import, so the functions that use it import it themselves: `llm-router status` of a
+# stopped stack never does.
+if TYPE_CHECKING:
+    import psutil
 
 STOPPED, STARTING, RUNNING, STALE = "STOPPED", "STARTING", "RUNNING", "STALE"
 ORDER = SERVICES  # start order; stop goes in reverse
@@ -86,6 +88,8 @@ def read_record(layout: Layout, service: str) -> tuple[ProcessRecord | None, str
 
 def live_process(record: ProcessRecord) -> psutil.Process | None:
     """The live process the record describes, or None if it is gone or the pid now belongs to someone else."""
+    import psutil
+
     try:
         proc = psutil.Process(record.pid)
         if abs(proc.create_time() - record.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
@@ -101,6 +105,8 @@ def live_process(record: ProcessRecord) -> psutil.Process | None:
 
 def _group_members(pgid: int, not_before: float) -> list[psutil.Process]:
     """Processes still in process group `pgid` that were created after our leader (never someone else's)."""
+    import psutil
+
     members = []
     for proc in psutil.process_iter(["pid", "create_time"]):
         try:
@@ -112,6 +118,8 @@ def _group_members(pgid: int, not_before: float) -> list[psutil.Process]:
 
 
 def _pid_reused(record: ProcessRecord) -> bool:
+    import psutil
+
     try:
         proc = psutil.Process(record.pid)
         alive = proc.status() != psutil.STATUS_ZOMBIE
@@ -121,6 +129,8 @@ def _pid_reused(record: ProcessRecord) -> bool:
 
 
 def _group_rss(proc: psutil.Process) -> int | None:
+    import psutil
+
     try:
         procs = [proc, *proc.children(recursive=True)]
         return sum(p.memory_info().rss for p in procs if p.is_running())
@@ -330,6 +340,9 @@ PREPARE = {"cliproxyapi_plus": _prepare_cliproxy, "litellm": _prepare_litellm}
 
 def port_owner(host: str, port: int) -> str | None:
     """None when `host:port` can be bound; else who holds it (`pid 812 (python3)` when the OS tells)."""
+    import psutil
+    import socket  # here, not at the top: `status` never binds
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -381,6 +394,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL, since: int = 0) -> list[str]:
 
 
 def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
+    import psutil
+
     layout = cfg.layout
     current = inspect(cfg, name)
     if current.state == RUNNING:
@@ -490,6 +505,8 @@ def reaped_exit_status(pid: int) -> int | None:
 
 
 def _wait_exit(pid: int, proc: psutil.Process, timeout: float) -> int | None:
+    import psutil
+
     child = _children.pop(pid, None)
     try:
         if child is not None:
@@ -510,6 +527,8 @@ def _kill_group_leftovers(record: ProcessRecord, grace: float = 0.0) -> None:
     """Members of our process group that outlived the leader (a crashed master's workers, say) are ours:
     the kernel does not reuse a pid while it names a live process group. SIGTERM, then SIGKILL.
     If the leader's pid now belongs to another process, the group is that process's: nothing is touched."""
+    import psutil
+
     if _pid_reused(record):
         return
     deadline = time.monotonic() + grace
@@ -534,6 +553,7 @@ PROVER = "prove"  # the background job that proves every profile loadable after 
 
 
 def _start_prover(cfg: RouterConfig) -> None:
+    import psutil
     from . import prove
 
     _stop_job(cfg, PROVER)
@@ -609,7 +629,9 @@ def _each(cfg: RouterConfig, event: str, names: list[str], action: Callable[[str
 
 def start(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
     """Start services in order (CLIProxyAPIPlus first, ready before LiteLLM starts). Running ones are left alone."""
-    return _each(cfg, "service_start", expand(names), lambda name: _start_one(cfg, name, timeout))
+    outcomes = _each(cfg, "service_start", expand(names), lambda name: _start_one(cfg, name, timeout))
+    remember_parse(cfg)  # so that `status` on this stack need not import PyYAML (config.cached_parse)
+    return outcomes
 
 
 def stop(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:
@@ -622,8 +644,10 @@ def restart(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | 
     ordered = expand(names)
     with cfg.layout.lock(_lock_timeout()):
         stopped = {name: _stop_one(cfg, name) for name in reversed(ordered)}
-        return _each(cfg, "service_restart", ordered, lambda name: {
+        outcomes = _each(cfg, "service_restart", ordered, lambda name: {
             **_start_one(cfg, name, timeout), "result": "restarted", "previous": stopped[name]["result"]})
+    remember_parse(cfg)
+    return outcomes
 
 
 def apply_litellm_config(cfg: RouterConfig, restore: Callable[[], None]) -> dict:

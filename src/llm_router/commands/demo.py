@@ -5,7 +5,7 @@ import sys
 
 from ..output import Result, table
 from . import Ctx
-from .service import status_line
+from .status import status_line
 
 
 def _progress(line: str) -> None:

@@ -1,39 +1,10 @@
-"""`service start|stop|restart|logs`, `status`, `health`."""
+"""`service start|stop|restart|status|logs|watch|install|uninstall`."""
 from __future__ import annotations
 
 from .. import services
 from ..output import Result, duration, table
 from . import Ctx
-
-NAMES_HELP = "all (default), cliproxyapi_plus or litellm"
-
-
-def _mb(value: int | None) -> str:
-    return "-" if value is None else f"{value / 1_048_576:.0f} MB"
-
-
-def status_line(st: services.ServiceStatus) -> list[str]:
-    if st.state != services.RUNNING:
-        detail = st.detail or f"port {st.port}"
-        return [st.name, st.state, f"{detail}, log {st.log}"]
-    parts = [f"pid {st.pid}", f"port {st.port}", f"uptime {duration(st.uptime)}", f"rss {_mb(st.rss_bytes)}"]
-    if st.restarts:
-        parts.append(f"restarts {st.restarts}")
-    if st.profile:
-        parts.append(f"profile {st.profile}")
-    if st.mode:
-        parts.append(f"mode {st.mode}")
-    if st.version:
-        parts.append(f"version {st.version}")
-    parts.append(f"log {st.log}")
-    return [st.name, st.state, ", ".join(parts)]
-
-
-def show_status(ctx: Ctx, names: list[str] | None = None) -> Result:
-    statuses = services.status(ctx.config, names or "all")
-    return Result("status", data={"services": [s.to_dict() for s in statuses]},
-                  text=table([status_line(s) for s in statuses]), warnings=list(ctx.warnings))
-
+from .status import NAMES_HELP, show_status, with_names
 
 def _action_line(outcome: dict) -> str:
     parts = [outcome["service"], outcome["result"]]
@@ -73,19 +44,6 @@ def logs(ctx: Ctx, name: str, lines: int = 50, follow: bool = False) -> Result:
     return Result("service logs", data={"service": name, "path": str(services.log_path(cfg, name)), "lines": tail},
                   text="\n".join(tail), warnings=list(ctx.warnings),
                   stream=services.follow_log(cfg, name) if follow else None)
-
-
-def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
-    results = services.health_check(ctx.config, names or "all")
-    rows = []
-    for r in results:
-        probe = r["probe"]
-        answer = f"HTTP {probe['status']}" if probe["status"] else probe["error"]
-        rows.append([r["service"], "live" if r["live"] else "not live", "ready" if r["ready"] else "NOT READY",
-                     f"GET {probe['url']} -> {answer}" + (f" in {probe['latency_ms']:.0f} ms"
-                                                          if probe["latency_ms"] is not None else "")])
-    ok = all(r["ready"] for r in results)
-    return Result("health", data={"services": results}, text=table(rows), ok=ok, warnings=list(ctx.warnings))
 
 
 def _watch_line(item: dict) -> str:
@@ -132,32 +90,24 @@ def uninstall(ctx: Ctx, kind: str | None = None, user: bool = True, unit_dir: st
     return Result("service uninstall", data=outcome, text=text, warnings=list(ctx.warnings))
 
 
-def _with_names(subparsers, verb: str, doc: str, fn, common):
-    """A subcommand taking service NAMEs (none: all) that runs fn(ctx, names=...)."""
-    p = subparsers.add_parser(verb, help=doc, parents=[common])
-    p.add_argument("names", nargs="*", metavar="NAME", help=NAMES_HELP)
-    p.set_defaults(run=lambda ctx, a: fn(ctx, names=a.names))
-    return p
-
-
 def add_parsers(sub, common) -> None:
     svc = sub.add_parser("service", help="start, stop, restart services or read their logs", parents=[common])
     actions = svc.add_subparsers(dest="action", metavar="ACTION", required=True)
     for verb, fn, doc in (("start", start, "start services (CLIProxyAPIPlus first, then LiteLLM)"),
                           ("restart", restart, "stop then start services")):
-        p = _with_names(actions, verb, doc, fn, common)
+        p = with_names(actions, verb, doc, fn, common)
         p.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="readiness timeout (default: startup_timeout, or $STARTUP_TIMEOUT)")
         p.set_defaults(run=lambda ctx, a, fn=fn: fn(ctx, names=a.names, timeout=a.timeout))
-    _with_names(actions, "stop", "stop services (LiteLLM first)", stop, common)
-    _with_names(actions, "status", "same as `llm-router status`", show_status, common)
+    with_names(actions, "stop", "stop services (LiteLLM first)", stop, common)
+    with_names(actions, "status", "same as `llm-router status`", show_status, common)
     p = actions.add_parser("logs", help="print a service's log", parents=[common])
     p.add_argument("name", metavar="NAME", help="cliproxyapi_plus or litellm")
     p.add_argument("-n", type=int, default=50, metavar="N", help="how many lines (default 50)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     p.set_defaults(run=lambda ctx, a: logs(ctx, a.name, lines=a.n, follow=a.follow))
 
-    p = _with_names(actions, "watch", "foreground supervisor: restart crashed or wedged services with backoff (for "
+    p = with_names(actions, "watch", "foreground supervisor: restart crashed or wedged services with backoff (for "
                                       "systemd, launchd, tmux, nohup)", watch, common)
     p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="check period (default 5)")
     p.add_argument("--max-failures", type=int, default=5, metavar="N",
@@ -175,6 +125,3 @@ def add_parsers(sub, common) -> None:
         scope.add_argument("--system", dest="user", action="store_false", help="a system-wide unit (needs root)")
         p.add_argument("--unit-dir", metavar="DIR", help="write the unit here instead of the standard folder")
         p.set_defaults(run=lambda ctx, a, fn=fn: fn(ctx, kind=a.kind, user=a.user, unit_dir=a.unit_dir))
-
-    _with_names(sub, "status", "supervisor-style state of each service", show_status, common)
-    _with_names(sub, "health", "liveness and readiness; exit 0 only if all are ready", check_health, common)

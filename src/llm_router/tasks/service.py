@@ -2,9 +2,9 @@
 from invoke import Collection, task
 
 from ..commands import service as cmd
+from ..commands import status as status_cmd
+from ..commands.status import NAMES_HELP as NAME_HELP
 from ._common import JSON_HELP, run
-
-NAME_HELP = "all (default), cliproxyapi_plus or litellm"
 
 
 def _names(name: str) -> list[str]:
@@ -34,13 +34,13 @@ def restart(c, name="all", timeout=0.0, json=False):
 @task(default=True, help={"name": NAME_HELP, "json": JSON_HELP}, auto_shortflags=False)
 def status(c, name="all", json=False):
     """Supervisor-style state of each service."""
-    run("status", cmd.show_status, json=json, names=_names(name))
+    run("status", status_cmd.show_status, json=json, names=_names(name))
 
 
 @task(help={"name": NAME_HELP, "json": JSON_HELP}, auto_shortflags=False)
 def health(c, name="all", json=False):
     """Liveness and readiness; fails unless every service is ready."""
-    run("health", cmd.check_health, json=json, names=_names(name))
+    run("health", status_cmd.check_health, json=json, names=_names(name))
 
 
 @task(help={"name": "cliproxyapi_plus or litellm", "n": "how many lines", "follow": "keep printing new lines",
