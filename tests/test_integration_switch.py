@@ -89,10 +89,14 @@ class LiveSwitchTest(StackRepo):
         self.remember_pids()
         self.assertIn("mode gunicorn", self.cli("status")[1])
         self.master = services.read_record(self.cfg.layout, "litellm")[0].pid
-        # the master imported LiteLLM's lazily loaded modules before forking (llm_router.litellm_launch): every
-        # name of the list still exists in this LiteLLM, so none was skipped
-        warmed = [line for line in self.cfg.layout.log_file("litellm").read_text().splitlines()
-                  if line.startswith("llm-router: warmed")]
+        # the master imports LiteLLM's lazily loaded modules after its first fork, beside that worker's boot
+        # (llm_router.litellm_launch); every name of the list still exists in this LiteLLM, so none is skipped
+        warmed = []
+        deadline = time.monotonic() + 120
+        while not warmed and time.monotonic() < deadline:
+            warmed = [line for line in self.cfg.layout.log_file("litellm").read_text().splitlines()
+                      if line.startswith("llm-router: warmed")]
+            time.sleep(0.2)
         self.assertEqual(len(warmed), 1, warmed)
         self.assertNotIn("skipped", warmed[0])
 

@@ -1,4 +1,4 @@
-"""The LiteLLM launcher's pre-fork warm-up (`llm_router.litellm_launch`), without starting LiteLLM.
+"""The LiteLLM launcher's warm-up of the gunicorn master (`llm_router.litellm_launch`), without starting LiteLLM.
 
 The real master running it is covered by the gunicorn integration tests (`test_integration_switch.py`), which
 also check its `llm-router: warmed` log line."""
@@ -30,34 +30,53 @@ class WarmTest(unittest.TestCase):
         self.assertEqual(result["skipped"], ["llm_router_not_imported_yet (RuntimeError)"])
 
 
-class PreforkHookTest(unittest.TestCase):
-    def test_warms_once_when_the_arbiter_starts_then_runs_gunicorn(self):
+class WarmupHookTest(unittest.TestCase):
+    def test_warms_once_after_the_first_fork_in_the_master(self):
         from gunicorn.arbiter import Arbiter
 
-        original = Arbiter.start
-        calls = []
+        original = Arbiter.spawn_worker
+        forks = []
         try:
-            with mock.patch.object(Arbiter, "start", lambda arbiter: calls.append(arbiter)):
-                patched_original = Arbiter.start
+            with mock.patch.object(Arbiter, "spawn_worker", lambda arbiter: forks.append(arbiter) or 4242):
+                plain_spawn = Arbiter.spawn_worker
                 with mock.patch.object(litellm_launch, "warm",
                                        return_value={"imported": 3, "skipped": ["x (ImportError)"], "seconds": 0.5}) \
                         as warm:
-                    self.assertTrue(litellm_launch.install_prefork_warmup())
+                    self.assertTrue(litellm_launch.install_warmup())
                     err = io.StringIO()
                     with contextlib.redirect_stderr(err):
-                        Arbiter.start("arbiter")
-                    self.assertIs(Arbiter.start, patched_original)  # restored: a second start does not warm again
-                    Arbiter.start("arbiter")
+                        self.assertEqual(Arbiter.spawn_worker("arbiter"), 4242)
+                        self.assertEqual(forks, ["arbiter"])  # forked first, warmed after
+                    self.assertIs(Arbiter.spawn_worker, plain_spawn)  # restored: later forks do not warm again
+                    Arbiter.spawn_worker("arbiter")
                 warm.assert_called_once_with()
-                self.assertEqual(calls, ["arbiter", "arbiter"])
-                self.assertEqual(err.getvalue().strip(), "llm-router: warmed 3 modules before forking workers in "
+                self.assertEqual(forks, ["arbiter", "arbiter"])
+                self.assertEqual(err.getvalue().strip(), "llm-router: warmed 3 modules for the next workers in "
                                                          "0.50 s; skipped 1: x (ImportError)")
         finally:
-            Arbiter.start = original
+            Arbiter.spawn_worker = original
+
+    def test_the_forked_worker_never_warms(self):
+        from gunicorn.arbiter import Arbiter
+
+        original = Arbiter.spawn_worker
+
+        def child(arbiter):  # what gunicorn's spawn_worker does in the child: it ends through SystemExit
+            raise SystemExit(0)
+
+        try:
+            with mock.patch.object(Arbiter, "spawn_worker", child), \
+                    mock.patch.object(litellm_launch, "warm") as warm:
+                litellm_launch.install_warmup()
+                with self.assertRaises(SystemExit):
+                    Arbiter.spawn_worker("arbiter")
+            warm.assert_not_called()
+        finally:
+            Arbiter.spawn_worker = original
 
     def test_without_gunicorn_nothing_is_installed(self):
         with mock.patch.dict(sys.modules, {"gunicorn.arbiter": None}):
-            self.assertFalse(litellm_launch.install_prefork_warmup())
+            self.assertFalse(litellm_launch.install_warmup())
 
 
 if __name__ == "__main__":

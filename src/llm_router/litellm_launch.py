@@ -1,14 +1,19 @@
 """LiteLLM's entry point under llm-router: `python -m llm_router.litellm_launch <litellm flags>`.
 
 The runner (`.router/runtime/bin/litellm`) execs this module instead of LiteLLM's `litellm` script. It runs the
-same `litellm.run_server` command with the same flags, and adds one thing in gunicorn mode: just before the master
+same `litellm.run_server` command with the same flags, and adds one thing in gunicorn mode: right after the master
 forks its first worker, it imports the modules that LiteLLM otherwise imports lazily inside each worker.
 
 Why: under gunicorn the master preloads the proxy app and forks every worker from itself, so whatever the master
-has imported, every worker has for free. LiteLLM 1.108.7 leaves about a hundred modules (the MCP server manager,
-the guardrail translations of every provider, tiktoken's default encoding, ...) to a worker's first request, which
-then takes 0.4-1.4 s instead of ~50 ms. A live profile switch (`services.swap_litellm_worker`) serves traffic
-from a freshly forked worker, so without this every switch stalls the first requests the new worker takes.
+has imported, every later worker has for free. LiteLLM 1.108.7 leaves about a hundred modules (the MCP server
+manager, the guardrail translations of every provider, tiktoken's default encoding, ...) to a worker's first
+request, which then takes 0.4-1.4 s instead of ~50 ms. A live profile switch serves traffic from a freshly forked
+worker, so without this every switch stalls the first requests the new worker takes.
+
+Why after the first fork and not before: warming takes 0.4-0.8 s, which would delay `service start` by as much
+(measured: start ratio against bare `litellm` 1.13 instead of ~1.0). After the fork it runs beside the first
+worker's boot on another core. That first worker warms up on its own first request, exactly as plain LiteLLM
+does; the workers a switch, a memory recycle or a hung-boot replacement adds are forked warm.
 
 The list was measured on LiteLLM 1.108.7 (sys.modules of a worker after its first streamed and non-streamed
 request, minus the master's). Other versions may move modules: each import is tried on its own and a missing one
@@ -81,30 +86,31 @@ def warm(modules: tuple[str, ...] = WARM_MODULES) -> dict:
     return {"imported": len(sys.modules) - before, "skipped": skipped, "seconds": time.perf_counter() - started}
 
 
-def install_prefork_warmup() -> bool:
-    """Warm the master once, when gunicorn's arbiter starts (after the app is preloaded, before the first fork).
+def install_warmup() -> bool:
+    """Warm the gunicorn master once, right after it forked its first worker (the app is preloaded by then).
 
     Returns False when gunicorn is not importable (uvicorn mode on a machine without it): nothing to do."""
     try:
         from gunicorn.arbiter import Arbiter
     except ImportError:
         return False
-    original = Arbiter.start
+    original = Arbiter.spawn_worker
 
-    def start(arbiter):
-        Arbiter.start = original  # once per process
+    def spawn_worker(arbiter):
+        pid = original(arbiter)  # returns in the master only: the forked worker leaves it through SystemExit
+        Arbiter.spawn_worker = original  # once per process
         result = warm()
         skipped = f"; skipped {len(result['skipped'])}: {', '.join(result['skipped'])}" if result["skipped"] else ""
-        print(f"llm-router: warmed {result['imported']} modules before forking workers in {result['seconds']:.2f} s"
+        print(f"llm-router: warmed {result['imported']} modules for the next workers in {result['seconds']:.2f} s"
               f"{skipped}", file=sys.stderr, flush=True)
-        return original(arbiter)
+        return pid
 
-    Arbiter.start = start
+    Arbiter.spawn_worker = spawn_worker
     return True
 
 
 def main() -> None:
-    install_prefork_warmup()
+    install_warmup()
     from litellm import run_server  # LiteLLM's own console entry point (click), with our argv
 
     sys.argv[0] = "litellm"
