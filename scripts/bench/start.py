@@ -542,7 +542,8 @@ def render(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="start rounds per mode (default 3)")
+    parser.add_argument("--runs", type=int, default=6,
+                        help="start rounds per mode (default 6: single starts vary by about ±15 %% here)")
     parser.add_argument("--status-runs", type=int, default=15, help="status runs per measurement (default 15)")
     parser.add_argument("--mode", action="append", choices=MODES, help="repeatable; default: both")
     parser.add_argument("--skip-start", action="store_true", help="only the status part")

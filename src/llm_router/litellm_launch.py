@@ -10,9 +10,8 @@ manager, the guardrail translations of every provider, tiktoken's default encodi
 request, which then takes 0.4-1.4 s instead of ~50 ms. A live profile switch serves traffic from a freshly forked
 worker, so without this every switch stalls the first requests the new worker takes.
 
-Why after the first fork and not before: warming takes 0.4-0.8 s, which would delay `service start` by as much
-(measured: start ratio against bare `litellm` 1.13 instead of ~1.0). After the fork it runs beside the first
-worker's boot on another core. That first worker warms up on its own first request, exactly as plain LiteLLM
+Why after the first fork and not before: warming takes 0.4-0.8 s, and before the fork it would delay the first
+worker, so `service start`, by as much. After the fork it runs beside the first worker's boot on another core. That first worker warms up on its own first request, exactly as plain LiteLLM
 does; the workers a switch, a memory recycle or a hung-boot replacement adds are forked warm.
 
 The list was measured on LiteLLM 1.108.7 (sys.modules of a worker after its first streamed and non-streamed

@@ -27,10 +27,10 @@ def _script(name: str):
         raise Exit(f"error: bench.{name} runs from a source checkout (scripts/bench/{name}.py)", code=2) from None
 
 
-@task(help={"runs": "start rounds per LiteLLM mode (default 3)", "status_runs": "status runs each (default 15)",
+@task(help={"runs": "start rounds per LiteLLM mode (default 6)", "status_runs": "status runs each (default 15)",
             "mode": "gunicorn or uvicorn (default: both)", "bytecode_cache": "children cache bytecode in a temp dir",
             "json": "print JSON"}, auto_shortflags=False)
-def start(c, runs=3, status_runs=15, mode="", bytecode_cache=False, json=False):
+def start(c, runs=6, status_runs=15, mode="", bytecode_cache=False, json=False):
     """`service start all` against the bare `litellm` command (both modes), and `status` against `python -c pass`."""
     code = _script("start").main([f"--runs={runs}", f"--status-runs={status_runs}",
                                   *([f"--mode={mode}"] if mode else []),
