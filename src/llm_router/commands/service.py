@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from .. import services
-from ..output import Result, duration, table
+from ..output import Result
 from . import Ctx
-from .status import NAMES_HELP, show_status, with_names
+from .status import show_status, with_names
+
 
 def _action_line(outcome: dict) -> str:
     parts = [outcome["service"], outcome["result"]]
