@@ -520,7 +520,8 @@ def render(report: dict) -> str:
         out.append("")
     if report.get("status"):
         status = report["status"]
-        out.append(f"(b) status wall time (ms), median of {status['rows'][0]['runs']} interleaved runs each")
+        out.append(f"(b) status wall time (ms), median of {status['rows'][0]['runs']} interleaved runs each; stopped "
+                   "and running as an ordinary install (bytecode written, here into a temporary PYTHONPYCACHEPREFIX)")
         out.append(table([[r["state"], fmt(r["status_ms"], 0), f"{fmt(r['status_min_ms'], 0)}-"
                            f"{fmt(r['status_max_ms'], 0)}", fmt(r["pass_ms"], 0), fmt(r["diff_ms"], 0),
                            r["load"].split(" ")[0], r["target"]] for r in status["rows"]],
