@@ -228,9 +228,10 @@ def _check_runner(cfg: RouterConfig) -> Finding:
     fix = f"{RUNTIME_HINT}; the runner is rewritten at every `llm-router service start litellm`"
     if not runner.exists():
         if os.access(venv_litellm, os.X_OK) or shutil.which("uv"):
-            launch = "-m llm_router.litellm_launch"
-            target = (f"{venv_litellm.parent / 'python'} {launch}" if venv_litellm.exists()
-                      else f"uv run --group runtime python {launch}")
+            from ..runner import LAUNCH
+
+            target = (f"{venv_litellm.parent / 'python'} {LAUNCH}" if venv_litellm.exists()
+                      else f"uv run --group runtime python {LAUNCH}")
             return Finding("litellm-runner", OK, f"not generated yet (written at every LiteLLM start); it will "
                            f"exec {target}", path=str(runner))
         return Finding("litellm-runner", FAIL, f"neither {venv_litellm} nor uv is available to run LiteLLM", fix=fix,
