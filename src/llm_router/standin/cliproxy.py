@@ -559,6 +559,7 @@ class ProxyState:
         self.sessions = OAuthSessions(float(os.environ.get("CLIPROXY_STANDIN_OAUTH_TIMEOUT") or OAUTH_TIMEOUT))
         self._config_digest = self._digest()
         self._lock = threading.Lock()
+        self._turns: dict[tuple[str | None, str], int] = {}
 
     def _digest(self) -> str:
         try:
@@ -604,6 +605,17 @@ class ProxyState:
         for model, provider in self.config.compat_models:
             listed.setdefault(model, (model, provider, provider))
         return list(listed.values())
+
+    def pick_account(self, model: str, provider: str | None) -> str | None:
+        """The credential that answers `model`: round-robin over the auth files sorted by name."""
+        base = re.sub(r"\([^()]*\)$", "", model)
+        names = sorted(auth.name for auth in self.auths.values() if auth.type == provider and base in auth.models())
+        if not names:
+            return provider  # an openai-compatibility entry answers under its provider name
+        with self._lock:
+            turn = self._turns.get((provider, base), 0)
+            self._turns[(provider, base)] = turn + 1
+        return names[turn % len(names)]
 
     def provider_for(self, model: str) -> str | None:
         base = re.sub(r"\([^()]*\)$", "", model)  # thinking suffix: model(high), model(8192)
@@ -667,8 +679,11 @@ class CliProxyHandler(StandinHandler):
         routes = {
             ("GET", "/"): self.root,
             ("GET", "/v1/models"): self.list_models,
-            ("POST", "/v1/chat/completions"): lambda: self.inference(responses_api=False),
-            ("POST", "/v1/responses"): lambda: self.inference(responses_api=True),
+            ("POST", "/v1/chat/completions"): lambda: self.inference("chat"),
+            ("POST", "/v1/responses"): lambda: self.inference("responses"),
+            ("POST", "/v1/messages"): lambda: self.inference("messages"),
+            ("POST", "/v1/messages/count_tokens"): lambda: self.inference("count_tokens"),
+            ("POST", "/v1/completions"): lambda: self.inference("completions"),
         }
         if version_at_least(self.state.version, (6, 9, 10)):
             routes[("GET", "/healthz")] = lambda: self.send_json(200, {"status": "ok"})
@@ -703,13 +718,17 @@ class CliProxyHandler(StandinHandler):
         self.require_client_key()
         self.send_models([(model, owner) for model, owner, _ in self.state.models()])
 
-    def inference(self, responses_api: bool) -> None:
-        self.require_client_key()
-        body = self.json_body()
-        model = self.model_of(body)
+    def inference(self, protocol: str) -> None:
+        self.require_client_key()  # the access middleware: its 401 bodies are the same on every route
+        self.answer_inference(protocol, self._check_provider)
+
+    def _check_provider(self, model: str) -> None:
         if self.state.provider_for(model) is None:
             raise RequestError(400, f"unknown provider for model {model}")
-        self.serve_inference(body, responses_api)
+
+    def answering(self, model: str) -> dict[str, Any]:
+        provider = self.state.provider_for(model)
+        return {"provider": provider, "account": self.state.pick_account(model, provider)}
 
     def fault_error(self, fault: Fault, model: str) -> RequestError:
         """Injected 429s look like the real "all credentials cooling down" answer."""

@@ -1,8 +1,8 @@
 """Shared HTTP plumbing for the stand-ins.
 
-A loopback-only threading server and a request handler that speaks the OpenAI-compatible
-subset both stand-ins serve (`/v1/models`, `/v1/chat/completions`, `/v1/responses`), with
-per-model fault injection and request counters behind the test-only `/_standin/*` routes.
+A loopback-only threading server and a request handler that answers inference in every protocol
+of `protocols.py`, with per-model fault injection, request counters and a request log behind the
+test-only `/_standin/*` routes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import socket
 import socketserver
 import threading
 import time
-import uuid
+from collections import deque
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from llm_router.standin import protocols
 
 LOOPBACK = "127.0.0.1"
 MODEL_CREATED = 1_776_384_000  # 2026-04-17, the "created" stamp of every listed model
@@ -54,6 +56,8 @@ class Fault:
     count: int = -1
     delay: float = 0.0
     drop_stream: bool = False
+    tool_call: str | None = None
+    command: str | None = None
 
     @classmethod
     def from_request(cls, data: dict[str, Any]) -> tuple[str, Fault]:
@@ -64,6 +68,8 @@ class Fault:
         count = data.get("count", -1)
         delay = data.get("delay", 0) or 0
         drop_stream = data.get("drop_stream", False)
+        tool_call = data.get("tool_call")
+        command = data.get("command")
         if not isinstance(model, str) or not model:
             raise invalid_request("model must be a model id or '*'")
         if status is not None and (not _is_int(status) or not 100 <= status <= 599):
@@ -76,7 +82,11 @@ class Fault:
             raise invalid_request("delay must be seconds")
         if not isinstance(drop_stream, bool):
             raise invalid_request("drop_stream must be a boolean")
-        return model, cls(status, retry_after, count, float(delay), drop_stream)
+        if tool_call is not None and (not isinstance(tool_call, str) or not tool_call):
+            raise invalid_request("tool_call must be a tool name, '*' or null")
+        if command is not None and not isinstance(command, str):
+            raise invalid_request("command must be a string or null")
+        return model, cls(status, retry_after, count, float(delay), drop_stream, tool_call, command)
 
 
 def _is_int(value: Any) -> bool:
@@ -136,6 +146,28 @@ class RequestCounter:
             self._requests.clear()
 
 
+class RequestLog:
+    """The last API requests, in order, for `GET /_standin/requests` (never headers or keys)."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
+        self._seq = 0
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            self._entries.append({"seq": self._seq, **entry})
+
+    def since(self, seq: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for entry in self._entries if entry["seq"] > seq]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 class StandinServer(ThreadingHTTPServer):
     """A threading HTTP server bound to 127.0.0.1 (port 0 picks a free port)."""
 
@@ -146,6 +178,7 @@ class StandinServer(ThreadingHTTPServer):
         self.name = name
         self.faults = FaultTable()
         self.counter = RequestCounter()
+        self.requests = RequestLog()
         super().__init__((LOOPBACK, port), handler)
 
     def server_bind(self) -> None:
@@ -179,25 +212,6 @@ def serve_until_stopped(server: StandinServer, stop: threading.Event) -> None:
     server.server_close()
 
 
-def completion_words(server: str, model: str, limit: int | None) -> tuple[list[str], str]:
-    """The answer text as words ("tokens"), cut to `limit`, and its finish reason."""
-    words = f"standin {server} model {model}".split()
-    if limit is not None and limit < len(words):
-        return words[: max(limit, 0)], "length"
-    return words, "stop"
-
-
-def count_words(value: Any) -> int:
-    """Rough prompt token count: words in every string inside `value`."""
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        return sum(count_words(item) for item in value)
-    if isinstance(value, dict):
-        return sum(count_words(item) for key, item in value.items() if key in ("content", "text", "input"))
-    return 0
-
-
 class StandinHandler(BaseHTTPRequestHandler):
     """Request handler base: routing hooks, JSON and SSE helpers, OpenAI-compatible answers."""
 
@@ -207,6 +221,7 @@ class StandinHandler(BaseHTTPRequestHandler):
     url_path = ""
     query: dict[str, str]
     body: bytes
+    record: dict[str, Any] | None = None
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -223,20 +238,46 @@ class StandinHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         self.url_path = url.path
         self.query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.record = None
+        if url.path.startswith("/v1/"):
+            self.record = {
+                "time": round(time.time(), 3),
+                "method": self.command,
+                "path": url.path,
+                "protocol": protocols.PROTOCOL_PATHS.get(url.path),
+                "server": self.server.name,
+                "status": None,
+                "model": None,
+                "stream": None,
+                "tools_offered": False,
+                "tool_names": [],
+                "tool_result": False,
+                "tool_result_text": None,
+                "answer": None,
+            }
         try:
             if url.path.startswith("/_standin/"):
                 self.handle_control()
             else:
                 self.handle_api()
         except RequestError as exc:
+            if self.record is not None:
+                self.record["error"] = protocols.error_message(exc.body)[:300]
             self.send_reply(exc.status, exc.body, exc.headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        finally:
+            if self.record is not None:
+                self.server.requests.add(self.record)
+                self.record = None
 
     # --- hooks for subclasses -------------------------------------------------------------
 
@@ -254,9 +295,18 @@ class StandinHandler(BaseHTTPRequestHandler):
         elif route == ("POST", "/_standin/reset"):
             self.server.faults.clear()
             self.server.counter.clear()
+            self.server.requests.clear()
             self.send_json(200, {"status": "ok"})
         elif route == ("GET", "/_standin/stats"):
             self.send_json(200, self.server.counter.snapshot())
+        elif route == ("GET", "/_standin/requests"):
+            since = self.query.get("since", "0")
+            if not since.isdigit():
+                raise invalid_request("since must be a sequence number")
+            self.send_json(200, {"requests": self.server.requests.since(int(since))})
+        elif route == ("DELETE", "/_standin/requests"):
+            self.server.requests.clear()
+            self.send_json(200, {"status": "ok"})
         else:
             self.not_found()
 
@@ -278,6 +328,8 @@ class StandinHandler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         super().send_response(code, message)
         self.send_header("x-standin-server", self.server.name)
+        if self.record is not None and self.record["status"] is None:
+            self.record["status"] = code
 
     def send_reply(self, status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None) -> None:
         if isinstance(body, str):
@@ -298,7 +350,8 @@ class StandinHandler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def not_found(self) -> None:
         self.send_text(404, "404 page not found")
@@ -344,82 +397,58 @@ class StandinHandler(BaseHTTPRequestHandler):
         ]
         self.send_json(200, {"object": "list", "data": data})
 
-    def serve_inference(self, body: dict[str, Any], responses_api: bool) -> None:
-        """Count, apply the model's fault, then answer a chat or responses request."""
-        model = self.model_of(body)
+    def answer_inference(self, protocol: str, check: Any = None) -> None:
+        """Parse the body, run `check(model)`, then answer; errors take the protocol's shape."""
+        try:
+            body = self.json_body()
+            model = self.model_of(body)
+            if self.record is not None:
+                self.record.update(model=model, stream=bool(body.get("stream")))
+            if check is not None:
+                check(model)
+            self.serve_inference(protocol, body, model)
+        except RequestError as exc:
+            raise self.protocol_error(protocol, exc) from None
+
+    def protocol_error(self, protocol: str, error: RequestError) -> RequestError:
+        """Anthropic routes answer errors in the Anthropic envelope; the others keep theirs."""
+        if protocol not in ("messages", "count_tokens"):
+            return error
+        body = protocols.anthropic_error(error.status, protocols.error_message(error.body))
+        return RequestError(error.status, body, error.headers)
+
+    def answering(self, model: str) -> dict[str, Any]:
+        """Who answers `model` (account, provider), recorded in the request log; subclasses add to it."""
+        return {}
+
+    def serve_inference(self, protocol: str, body: dict[str, Any], model: str) -> None:
+        """Count, apply the model's fault, then answer `body` in `protocol` (see protocols.py)."""
+        turn = protocols.parse_turn(protocol, body, model)
+        record = self.record if self.record is not None else {}
+        record.update(turn.log_fields())
+        if protocol == "count_tokens":  # counted locally, as the real server does: no upstream, no fault
+            self.send_json(200, protocols.count_tokens_json(turn))
+            return
         self.server.counter.add(model)
         fault = self.server.faults.take(model)
         if fault and fault.delay:
             time.sleep(fault.delay)
         if fault and fault.status is not None:
+            record["fault"] = fault.status
             raise self.fault_error(fault, model)
-        stream = bool(body.get("stream"))
         drop = bool(fault and fault.drop_stream)
-        if drop and not stream:
+        if drop:
+            record["fault"] = "drop_stream"
+        if drop and not turn.stream:
             self.close_connection = True
             return
-        if responses_api:
-            limit = body.get("max_output_tokens")
-            words, finish = completion_words(self.server.name, model, limit if _is_int(limit) else None)
-            self._answer_responses(body, model, words, finish, stream, drop)
-        else:
-            limit = body.get("max_tokens", body.get("max_completion_tokens"))
-            words, finish = completion_words(self.server.name, model, limit if _is_int(limit) else None)
-            self._answer_chat(body, model, words, finish, stream, drop)
-
-    def _answer_chat(
-        self, body: dict[str, Any], model: str, words: list[str], finish: str, stream: bool, drop: bool
-    ) -> None:
-        prompt = count_words(body.get("messages"))
-        usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
-        base = {"id": f"chatcmpl-standin-{uuid.uuid4().hex[:16]}", "created": int(time.time()), "model": model}
-        if not stream:
-            message = {"role": "assistant", "content": " ".join(words)}
-            choice = {"index": 0, "message": message, "finish_reason": finish}
-            self.send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+        record.update(self.answering(model))
+        forced = fault.tool_call if fault else None
+        answer = protocols.decide(turn, self.server.name, forced, fault.command if fault else None)
+        record.update(answer.log_fields())
+        if not turn.stream:
+            self.send_json(200, protocols.render_json(turn, answer))
             return
-        deltas = [{"role": "assistant", "content": words[0] if words else ""}]
-        deltas += [{"content": " " + word} for word in words[1:]]
-        chunks = [{"index": 0, "delta": delta, "finish_reason": None} for delta in deltas]
-        chunks.append({"index": 0, "delta": {}, "finish_reason": finish})
-        payloads = [{**base, "object": "chat.completion.chunk", "choices": [choice]} for choice in chunks]
-        if (body.get("stream_options") or {}).get("include_usage"):
-            payloads.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-        events = [f"data: {json.dumps(payload)}\n\n" for payload in payloads] + ["data: [DONE]\n\n"]
-        self.send_sse(events, drop_after=2 if drop else None)
-
-    def _answer_responses(
-        self, body: dict[str, Any], model: str, words: list[str], finish: str, stream: bool, drop: bool
-    ) -> None:
-        text = " ".join(words)
-        prompt = count_words(body.get("input"))
-        item = {
-            "type": "message",
-            "id": f"msg_standin_{uuid.uuid4().hex[:16]}",
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}],
-        }
-        response = {
-            "id": f"resp_standin_{uuid.uuid4().hex[:16]}",
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": "completed" if finish == "stop" else "incomplete",
-            "incomplete_details": None if finish == "stop" else {"reason": "max_output_tokens"},
-            "model": model,
-            "output": [item],
-            "usage": {"input_tokens": prompt, "output_tokens": len(words), "total_tokens": prompt + len(words)},
-        }
-        if not stream:
-            self.send_json(200, response)
-            return
-        pieces = [words[0]] + [" " + word for word in words[1:]] if words else []
-        payloads = [{"type": "response.created", "response": {**response, "status": "in_progress", "output": []}}]
-        delta = {"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0, "content_index": 0}
-        payloads += [{**delta, "delta": piece} for piece in pieces]
-        payloads.append({"type": "response.completed", "response": response})
-        events = [f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n" for payload in payloads]
-        self.send_sse(events, drop_after=2 if drop else None)
-
+        self.send_sse(protocols.render_events(turn, answer), drop_after=2 if drop else None)
     def log_message(self, format: str, *args: Any) -> None:
         print(f"[{self.server.name}] {self.address_string()} {format % args}", flush=True)

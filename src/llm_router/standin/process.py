@@ -199,9 +199,12 @@ def start_upstream(
     name: str = "upstream",
     log_path: Path | None = None,
     timeout: float = START_TIMEOUT,
+    apis: Iterable[str] | None = None,
 ) -> StandinProcess:
-    """Start the OpenAI-compatible upstream stand-in (`port=None` picks a free port)."""
+    """Start the OpenAI-compatible upstream stand-in (`port=None` picks a free port; `apis`: chat, responses...)."""
     args = ["--port", str(port or 0), "--api-key", api_key, "--name", name]
+    if apis is not None:
+        args += ["--api", ",".join(apis)]
     for model in models:
         args += ["--model", model]
     return _spawn(name, "llm_router.standin.upstream", args, UPSTREAM_READY, log_path, None, timeout)
@@ -223,7 +226,7 @@ def _control(method: str, base_url: str, path: str, body: Any = None) -> Any:
 
 
 def set_fault(base_url: str, model: str = "*", **fault: Any) -> dict[str, Any]:
-    """Inject a fault: status, retry_after, count (-1 = forever), delay, drop_stream."""
+    """Inject a fault: status, retry_after, count (-1 = forever), delay, drop_stream, tool_call, command."""
     return _control("POST", base_url, "/_standin/fault", {"model": model, **fault})
 
 
@@ -235,6 +238,16 @@ def reset(base_url: str) -> None:
 def stats(base_url: str) -> dict[str, Any]:
     """`{"requests": {model: n}, "total": n}`."""
     return _control("GET", base_url, "/_standin/stats")
+
+
+def requests_log(base_url: str, since: int = 0) -> list[dict[str, Any]]:
+    """The request log (`GET /_standin/requests`): entries with `seq` above `since`, oldest first."""
+    return _control("GET", base_url, f"/_standin/requests?since={int(since)}")["requests"]
+
+
+def clear_requests(base_url: str) -> None:
+    """Empty the request log only (faults and counters stay)."""
+    _control("DELETE", base_url, "/_standin/requests")
 
 
 def complete_oauth(base_url: str, state: str, **account: str) -> dict[str, Any]:
