@@ -4,6 +4,7 @@ secret's value."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -171,15 +172,23 @@ class DoctorChecksTest(DoctorCase):
         self.assertNotIn(SECRET_VALUE, out + err)
 
     def test_port_held_by_our_own_recorded_process_is_ok(self):
-        me = psutil.Process()
-        services.ProcessRecord(service="litellm", pid=me.pid, create_time=me.create_time(), cmdline=me.cmdline(),
-                               port=self.ports["litellm_port"], started_at=time.time(), log="-").save(self.cfg.layout)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", self.ports["litellm_port"]))
-            sock.listen()
-            found = doctor.check_ports(self.cfg)
+        from llm_router import process
+
+        launch_id = process.new_launch_id()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
+             f"s.bind(('127.0.0.1', {self.ports['litellm_port']})); s.listen(); print('ok', flush=True); "
+             "time.sleep(60)"], stdout=subprocess.PIPE, text=True, env={**os.environ, process.LAUNCH_ENV: launch_id})
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.kill)
+        self.assertEqual(holder.stdout.readline().strip(), "ok")
+        proc = psutil.Process(holder.pid)
+        services.ProcessRecord(service="litellm", pid=holder.pid, create_time=proc.create_time(),
+                               cmdline=proc.cmdline(), port=self.ports["litellm_port"], started_at=time.time(),
+                               log="-", launch_id=launch_id, boot_id=process.boot_id()).save(self.cfg.layout)
+        found = doctor.check_ports(self.cfg)
         self.assertEqual({f.status for f in found}, {OK})
-        self.assertIn(f"held by our own litellm (pid {me.pid})", " ".join(f.detail for f in found))
+        self.assertIn(f"held by our own litellm (pid {holder.pid})", " ".join(f.detail for f in found))
 
     def test_stale_pid_file_is_reported_not_removed(self):
         gone = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -7,6 +7,7 @@ switches are serialised, and a killed master rolls the profile back.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from llm_router import profiles, services, workers
 from llm_router.standin.cliproxy import write_codex_login
 from llm_router.standin.process import start_upstream
 from tests.load_support import Load
-from tests.support import StackRepo
+from tests.support import REPO, StackRepo
 
 PAID_KEY = "sk-paid-standin-key-0123"
 EXTRA = """\
@@ -88,7 +89,8 @@ class LiveSwitchTest(StackRepo):
         self.assertEqual(code, 0, out + err)
         self.remember_pids()
         self.assertIn("mode gunicorn", self.cli("status")[1])
-        self.master = services.read_record(self.cfg.layout, "litellm")[0].pid
+        self.master_record = services.read_record(self.cfg.layout, "litellm")[0]
+        self.master = self.master_record.pid
         # the master imports LiteLLM's lazily loaded modules after its first fork, beside that worker's boot
         # (llm_router.litellm_launch); every name of the list still exists in this LiteLLM, so none is skipped
         warmed = []
@@ -116,7 +118,7 @@ class LiveSwitchTest(StackRepo):
             switched = time.monotonic()
             load.wait_for(len(load.samples) + 20)
             self.assertEqual({s.model_id for s in load.after(switched) if s.ok}, {SUBSCRIPTION_FIRST})
-            self.assertEqual(len(workers.worker_pids(self.master)), 1)
+            self.assertEqual(len(workers.worker_pids(self.master_record)), 1)
 
             # 2. a hung worker boot (SIGSTOP, from a separate process so that it lands within milliseconds of
             #    the fork) is replaced and the switch still completes
@@ -148,7 +150,7 @@ class LiveSwitchTest(StackRepo):
                 t.join(300)
             self.assertEqual(sorted(n for n, _ in results), ["cost", "reliability"])
             self.assertEqual(profiles.active(self.cfg)["name"], results[-1][0])
-            self.assertEqual(len(workers.worker_pids(self.master)), 1)
+            self.assertEqual(len(workers.worker_pids(self.master_record)), 1)
             load.wait_for(len(load.samples) + 10)
         self.assertEqual(load.failures, [], [s.error for s in load.failures][:5])
         switches = [e for e in profiles.events.for_config(self.cfg).read(event="profile_switch")
@@ -158,7 +160,7 @@ class LiveSwitchTest(StackRepo):
 
     def interfere(self, action: str) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-c", INTERFERE, action, str(self.master),
-                                 *map(str, workers.worker_pids(self.master))], stdout=subprocess.PIPE, text=True)
+                                 *map(str, workers.worker_pids(self.master_record))], stdout=subprocess.PIPE, text=True)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         self.assertEqual(proc.stdout.readline().strip(), "ready")  # watching before the switch begins
         return proc
@@ -181,6 +183,64 @@ class LiveSwitchTest(StackRepo):
         self.assertEqual(code, 0, out + err)
         self.remember_pids()
         self.assertIn("profile balanced", out)
+
+
+    # `profile set` killed (-9) or interrupted (Ctrl-C) in the middle of a worker swap: the previous profile comes
+    # back, the master is back to one worker, and no request fails meanwhile.
+    def switch_in_background(self, profile: str) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        proc = subprocess.Popen([sys.executable, "-m", "llm_router", "--config", str(self.config_path), "profile",
+                                 "set", profile], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, start_new_session=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def wait_for_extra_worker(self, switch: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 120
+        while len(workers.worker_pids(self.master_record)) < 2:
+            self.assertIsNone(switch.poll(), "the switch ended before its new worker was forked")
+            self.assertLess(time.monotonic(), deadline, "no new worker was forked")
+            time.sleep(0.005)
+
+    def test_switch_killed_or_interrupted_mid_swap_is_rolled_back(self):
+        self.start_stack()
+        profiles.prove_all(self.cfg, ["cost"])
+        with self.client_load(threads=2) as load:
+            load.wait_for(10)
+            # kill -9: nothing can run in the dying process; the journal is left for the next command
+            switch = self.switch_in_background("cost")
+            self.wait_for_extra_worker(switch)
+            switch.kill()  # the test's own child, by pid
+            switch.wait(10)
+            self.assertTrue(self.cfg.layout.switch_journal.exists())
+            self.assertIn("an interrupted profile switch is pending", self.cli("status")[2])
+            code, out, err = self.cli("service", "start", "litellm")
+            self.assertEqual(code, 0, out + err)
+            self.assertIn("an interrupted switch to profile 'cost' was rolled back; 'balanced' is active again", out)
+            self.assertEqual(profiles.active(self.cfg)["name"], "balanced")
+            self.assertFalse(self.cfg.layout.switch_journal.exists())
+            self.assertEqual(len(workers.worker_pids(self.master_record)), 1)
+            reconciled = time.monotonic()
+            load.wait_for(len(load.samples) + 10)
+            self.assertEqual({s.model_id for s in load.after(reconciled) if s.ok}, {PAID_FIRST})
+
+            # Ctrl-C: the command rolls back itself before it exits
+            switch = self.switch_in_background("cost")
+            self.wait_for_extra_worker(switch)
+            switch.send_signal(signal.SIGINT)
+            _, err = switch.communicate(timeout=120)
+            self.assertEqual(switch.returncode, 130, err)
+            self.assertIn("interrupted", err)
+            self.assertEqual(profiles.active(self.cfg)["name"], "balanced")
+            self.assertFalse(self.cfg.layout.switch_journal.exists())
+            self.assertEqual(len(workers.worker_pids(self.master_record)), 1)
+            interrupted = time.monotonic()
+            load.wait_for(len(load.samples) + 10)
+            self.assertEqual({s.model_id for s in load.after(interrupted) if s.ok}, {PAID_FIRST})
+        self.assertEqual(load.failures, [], [s.error for s in load.failures][:5])
+        rolled = [e["detail"].get("error") for e in profiles.events.for_config(self.cfg).read(event="profile_switch")
+                  if e["result"] == "rolled_back"]
+        self.assertEqual(rolled, ["the switch was interrupted", "interrupted"])
 
 
 class UvicornFallbackTest(StackRepo):

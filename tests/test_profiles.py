@@ -132,6 +132,7 @@ class RenderingRulesTest(ProfileRepo):
                 for params in by_id.values():
                     self.assertGreater(params["cooldown_time"], 0)
                 self.assertEqual(data["general_settings"], {"master_key": "os.environ/LITELLM_MASTER_KEY",
+                                                            "custom_auth": "llm_router.litellm_hooks.custom_auth",
                                                             "disable_spend_logs": True,
                                                             "disable_model_info_refresh": True})
                 self.assertIs(data["litellm_settings"]["drop_params"], True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import USAGE, RouterError
-from .fsutil import atomic_write, write_private
+from .fsutil import atomic_write, read_text_bounded, write_private
 from .layout import DEFAULT_RUNTIME_DIR, SERVICES, Layout
 
 CURRENT_VERSION = 2
@@ -32,8 +32,15 @@ GENERATED_SECRETS = (UPSTREAM_KEY_ENV, MASTER_KEY_ENV)  # local keys: generated 
 PROVIDER_TYPES = ("cliproxyapi_plus", "openai_compatible")
 TIERS = ("subscription", "paid")
 DEFAULT_TIER = {"cliproxyapi_plus": "subscription", "openai_compatible": "paid"}
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z, not $: "$" also matches before a trailing newline
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# Refused in every string and key of the config: C0 and C1 controls (newline, NUL, ...), DEL, and the Unicode line
+# and paragraph separators, which YAML (and so LiteLLM's loader) also reads as line breaks.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_CONFIG_BYTES = 1 << 20  # routertool.yaml, and the Codex CLI's auth.json
+MAX_SECRET_BYTES = 64 << 10  # a secret file
+MAX_YAML_NODES = 100_000  # values a YAML document may hold once its aliases are expanded
+MAX_YAML_DEPTH = 64  # nesting levels, aliases expanded
 
 SERVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cliproxyapi_plus": {"host": "127.0.0.1", "port": 8317, "config_file": "config/cliproxyapi.yaml",
@@ -155,10 +162,10 @@ class RouterConfig:
         for path, source in ((self.secret_files.get(name), "file"), (self.layout.secret_file(name), "generated")):
             if path is None:
                 continue
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError):
-                continue
+            try:  # bounded and regular files only: a FIFO or /dev/zero here must not hang every command
+                text = read_text_bounded(path, MAX_SECRET_BYTES, "secret file").strip()
+            except (OSError, UnicodeDecodeError, RouterError):
+                continue  # never raises: redaction on error paths asks for every secret (validate reports it)
             if text:
                 return text, source
         return None, "missing"
@@ -227,12 +234,12 @@ def parse_cache_path(config_path: Path) -> Path:
 def cached_parse(path: Path, text: str) -> tuple[dict, dict[str, int]] | None:
     """The parse `remember_parse` stored for exactly this file and text, else None."""
     try:
-        cached = json.loads(parse_cache_path(path).read_text(encoding="utf-8"))
+        cached = json.loads(read_text_bounded(parse_cache_path(path), 4 * MAX_CONFIG_BYTES, "parse cache"))
         data, lines = cached["data"], cached["lines"]
         if (cached["path"] == str(path.resolve()) and cached["text"] == text and isinstance(data, dict)
                 and isinstance(lines, dict)):
             return data, lines
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, RouterError):
         pass  # none yet, another file's, or damaged: parse the YAML
     return None
 
@@ -245,7 +252,7 @@ def remember_parse(cfg: RouterConfig) -> bool:
     if cfg.layout.parse_cache != target:
         return False
     try:
-        text = cfg.path.read_text(encoding="utf-8")
+        text = read_text_bounded(cfg.path, MAX_CONFIG_BYTES, "config file")
         data, lines = parse_text(text, cfg.path)
         entry = {"path": str(cfg.path.resolve()), "text": text, "data": data, "lines": lines}
         encoded = json.dumps(entry)
@@ -261,8 +268,8 @@ def remember_parse(cfg: RouterConfig) -> bool:
 
 
 def _read_config_text(path: Path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
+    try:  # a FIFO, a device or a huge file is refused (RouterError, exit 2) instead of hanging or filling memory
+        return read_text_bounded(path, MAX_CONFIG_BYTES, "config file")
     except FileNotFoundError:
         root = root_for(path)
         raise RouterError(
@@ -275,22 +282,121 @@ def _read_config_text(path: Path, source: str) -> str:
         raise RouterError(f"cannot read config file {path}: {reason}", exit_code=USAGE) from None
 
 
-def parse_text(text: str, path: Path) -> tuple[dict, dict[str, int]]:
-    """Parse YAML (JSON is a subset) into a dict plus a dotted-path → line index."""
+class YAMLProblem(Exception):
+    """Why `load_yaml` refused a text: `message` (one line) and the 1-based `line` it points at, if any."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+_STRICT_LOADER: Any = None
+
+
+def _strict_loader() -> Any:
+    """PyYAML's safe loader (libyaml's when available: same result, faster) that also refuses duplicate keys."""
+    global _STRICT_LOADER
+    if _STRICT_LOADER is None:
+        import yaml
+
+        class StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+            def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+                if isinstance(node, yaml.MappingNode):  # before merges are flattened: `<<` keys may be overridden
+                    seen: dict[Any, int] = {}
+                    for key_node, _ in node.value:
+                        if key_node.tag == "tag:yaml.org,2002:merge":
+                            continue
+                        key = self.construct_object(key_node, deep=True)
+                        try:
+                            first = seen.get(key)
+                        except TypeError:
+                            continue  # unhashable: the base class reports it
+                        if first is not None:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"duplicate key {_show(key)} (first on line {first}); only one may be "
+                                            "given", key_node.start_mark)
+                        seen[key] = key_node.start_mark.line + 1
+                return super().construct_mapping(node, deep=deep)
+
+        _STRICT_LOADER = StrictSafeLoader
+    return _STRICT_LOADER
+
+
+def load_yaml(text: str) -> tuple[Any, Any]:
+    """(node tree, data) of a YAML text: the one YAML reader of routertool.yaml and of rendered LiteLLM configs.
+
+    Raises YAMLProblem for a syntax error, a duplicate mapping key (PyYAML keeps the last one silently), aliases
+    that expand to more than MAX_YAML_NODES values or MAX_YAML_DEPTH levels (a few-KB "billion laughs" document
+    would otherwise fill memory in `_index_lines` and everything that walks the data), and a recursive alias.
+    """
     import yaml  # here, not at the top: see cached_parse
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when available: same result, faster
+    loader = _strict_loader()(text)
     try:  # compose once: the node tree gives the line index, constructing it gives the data
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        if node is None:
+            return None, None
+        _check_expansion(node)
+        return node, loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RouterError(f"{where}: not valid YAML: {problem}",
-                          hint="fix the syntax; `llm-router config check` re-reads it", exit_code=USAGE) from None
+        prefix = "" if problem.startswith("duplicate key") else "not valid YAML: "
+        raise YAMLProblem(_one_line(prefix + problem), mark.line + 1 if mark is not None else None) from None
     finally:
         loader.dispose()
+
+
+def _check_expansion(root: Any) -> None:
+    """Refuse a node graph whose aliases expand beyond MAX_YAML_NODES values or MAX_YAML_DEPTH levels, or that
+    refers to itself. Each node is measured once, so the check costs what the document's text costs."""
+    import yaml
+
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels) once expanded
+    open_nodes: set[int] = set()
+
+    def measure(node: Any, depth: int) -> tuple[int, int]:
+        line = node.start_mark.line + 1
+        if depth > MAX_YAML_DEPTH:
+            raise YAMLProblem(f"nested deeper than {MAX_YAML_DEPTH} levels", line)
+        known = measured.get(id(node))
+        if known is None:
+            if id(node) in open_nodes:
+                raise YAMLProblem("an alias refers to the node that contains it (a recursive structure)", line)
+            children: list[Any] = []
+            if isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            open_nodes.add(id(node))
+            values, levels = 1, 1
+            for child in children:
+                child_values, child_levels = measure(child, depth + 1)
+                values += child_values
+                levels = max(levels, child_levels + 1)
+                if values > MAX_YAML_NODES:
+                    break
+            open_nodes.discard(id(node))
+            known = measured[id(node)] = (values, levels)
+        if known[0] > MAX_YAML_NODES:
+            raise YAMLProblem(f"more than {MAX_YAML_NODES} values once its aliases are expanded (an alias "
+                              "bomb?); write the values out or use fewer aliases", line)
+        if depth + known[1] - 1 > MAX_YAML_DEPTH:
+            raise YAMLProblem(f"nested deeper than {MAX_YAML_DEPTH} levels once its aliases are expanded", line)
+        return known
+
+    measure(root, 1)
+
+
+def parse_text(text: str, path: Path) -> tuple[dict, dict[str, int]]:
+    """Parse YAML (JSON is a subset) into a dict plus a dotted-path → line index."""
+    try:
+        node, data = load_yaml(text)
+    except YAMLProblem as exc:
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        raise RouterError(f"{where}: {exc.message}",
+                          hint="fix the file; `llm-router config check` re-reads it", exit_code=USAGE) from None
     if data is None:
         raise RouterError(f"{path}: the config file is empty",
                           hint=f"start from {root_for(path) / EXAMPLE_CONFIG}", exit_code=USAGE)
@@ -401,9 +507,7 @@ def migrate_file(path: Path, write: bool = False) -> dict:
 
 
 def _migrated_text(text: str, raw: dict) -> str:
-    import yaml
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root, _ = load_yaml(text)  # already read by parse_text: within bounds
     edits: list[tuple[int, int, str]] = []
     for rename in RENAMES:
         key_node = _find_key_node(root, rename.old.split("."))
@@ -445,7 +549,7 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, path: str, message: str) -> None:
-        self.items.append(_at(self.lines, path, f"{path}: {message}"))
+        self.items.append(_one_line(_at(self.lines, path, f"{path}: {message}")))
 
     def unknown_keys(self, mapping: dict, allowed: set[str], prefix: str) -> None:
         for key in mapping:
@@ -463,6 +567,35 @@ def _at(lines: dict[str, int], path: str, message: str) -> str:
         path = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", path) if re.search(r"(\.|\[)", path) else ""
         line = lines.get(path)
     return f"line {line}: {message}" if line else message
+
+
+def _one_line(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\u2028`): one printable line."""
+    return CONTROL.sub(lambda m: _escape(m.group()), text)
+
+
+def _escape(char: str) -> str:
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or f"\\u{ord(char):04x}"
+
+
+def _control_characters(p: _Problems, value: Any, path: str) -> None:
+    """One rule for every string of the config, keys included: no control characters. A newline in a model, a
+    group name or a variable name could otherwise start a new line, and so new entries, in a rendered config."""
+    if isinstance(value, str):
+        found = CONTROL.search(value)
+        if found:
+            shown = value if len(value) <= 120 else value[:117] + "..."
+            p.add(path, f"contains a control character ({_escape(found.group())}); names, ids, hosts, "
+                        f"paths, models and URLs must be one line of printable text, got {_show(shown)}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and CONTROL.search(key):
+                p.add(sub, "the key contains a control character; keys must be one line of printable text")
+            _control_characters(p, item, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _control_characters(p, item, f"{path}[{i}]")
 
 
 def _kind(value: Any) -> str:
@@ -491,6 +624,7 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
     """Check `data` (already migrated) and build the typed config, or raise one RouterError listing every problem."""
     p = _Problems(lines or {})
     root = root_for(path)
+    _control_characters(p, data, "")
     p.unknown_keys(data, TOP_KEYS, "")
 
     version = data.get("config_version")
@@ -507,10 +641,10 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
     bootstrap_raw = _mapping(p, data, "bootstrap")
     p.unknown_keys(bootstrap_raw, set(BOOTSTRAP_DEFAULTS), "bootstrap")
     boot = {k: _string(p, bootstrap_raw, k, d, "bootstrap") for k, d in BOOTSTRAP_DEFAULTS.items()}
-    if boot["cliproxy_repository"] and not re.match(r"^[\w.-]+/[\w.-]+$", boot["cliproxy_repository"]):
+    if boot["cliproxy_repository"] and not re.match(r"^[\w.-]+/[\w.-]+\Z", boot["cliproxy_repository"]):
         p.add("bootstrap.cliproxy_repository", f"must look like OWNER/NAME, got {_show(boot['cliproxy_repository'])}")
     if boot["cliproxy_version"] and boot["cliproxy_version"] != "latest" \
-            and not re.match(r"^v?\d+\.\d+\.\d+(-\d+)?$", boot["cliproxy_version"]):
+            and not re.match(r"^v?\d+\.\d+\.\d+(-\d+)?\Z", boot["cliproxy_version"]):
         p.add("bootstrap.cliproxy_version",
               f"must be a release tag like v6.9.28-0, or \"latest\", got {_show(boot['cliproxy_version'])}")
     if boot["github_api_url"] and not re.match(r"^https?://", boot["github_api_url"]):
@@ -528,6 +662,9 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
             p.add(f"secret_files.{name}", f"must be a file path, got {_show(file)}")
         else:
             secret_files[str(name)] = _resolve(root, file)
+            unusable = _not_a_readable_file(secret_files[str(name)], MAX_SECRET_BYTES)
+            if unusable:
+                p.add(f"secret_files.{name}", unusable)
 
     if p.items:
         raise _invalid(p.items, path)
@@ -536,6 +673,22 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
         default_profile=default_profile, bootstrap=BootstrapConfig(**boot), services=services,
         providers=providers, models=tuple(models), secret_files=secret_files,
         warnings=tuple(warnings or ()), raw=data)
+
+
+def _not_a_readable_file(path: Path, limit: int) -> str | None:
+    """Why the existing `path` cannot be a secret file (a FIFO, a device, a folder, too large), else None. A stat
+    only: it never opens the file, so a FIFO cannot block it."""
+    import stat
+
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        return None  # missing (reported as an unset secret) or unreadable: the read treats it as unset
+    if stat.S_ISREG(info.st_mode):
+        return f"{path} is larger than {limit} bytes" if info.st_size > limit else None
+    kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+            else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a regular file")
+    return f"{path} is {kind}; a secret file must be a regular file"
 
 
 def _resolve(root: Path, value: str) -> Path:
@@ -719,6 +872,29 @@ def _validate_models(p: _Problems, raw: Any, providers: dict[str, ProviderConfig
 
 # --------------------------------------------------------------------------- presentation data
 
+def services_view(config: RouterConfig) -> dict:
+    """The services as plain data (no secret among them)."""
+    return {name: {"host": s.host, "port": s.port, "readiness_path": s.readiness_path,
+                   "health_path": s.health_path, "startup_timeout": s.startup_timeout,
+                   **({"config_file": str(s.config_file)} if s.config_file else {}),
+                   **({"mode": s.mode, "worker_boot_timeout": s.worker_boot_timeout,
+                       "max_rss_mb": s.max_rss_mb} if s.mode else {})}
+            for name, s in config.services.items()}
+
+
+def providers_view(config: RouterConfig) -> dict:
+    """The providers as plain data: api_base resolved, the *name* of the key variable, never its value."""
+    return {name: {"type": pr.type, "tier": pr.tier,
+                   "api_base": pr.api_base or f"{config.services['cliproxyapi_plus'].base_url}/v1",
+                   "api_key_env": pr.key_env}
+            for name, pr in config.providers.items()}
+
+
+def models_view(config: RouterConfig) -> list:
+    return [{"name": g.name, "deployments": [{"provider": d.provider, "model": d.model} for d in g.deployments]}
+            for g in config.models]
+
+
 def effective(config: RouterConfig) -> dict:
     """The config after defaults and migration, as plain data; secrets appear only as <set>/<missing>."""
     return {
@@ -728,18 +904,9 @@ def effective(config: RouterConfig) -> dict:
         "runtime_dir": str(config.runtime_dir),
         "default_profile": config.default_profile,
         "bootstrap": vars(config.bootstrap).copy(),
-        "services": {name: {"host": s.host, "port": s.port, "readiness_path": s.readiness_path,
-                            "health_path": s.health_path, "startup_timeout": s.startup_timeout,
-                            **({"config_file": str(s.config_file)} if s.config_file else {}),
-                            **({"mode": s.mode, "worker_boot_timeout": s.worker_boot_timeout,
-                                "max_rss_mb": s.max_rss_mb} if s.mode else {})}
-                     for name, s in config.services.items()},
-        "providers": {name: {"type": pr.type, "tier": pr.tier,
-                             "api_base": pr.api_base or f"{config.services['cliproxyapi_plus'].base_url}/v1",
-                             "api_key_env": pr.key_env}
-                      for name, pr in config.providers.items()},
-        "models": [{"name": g.name, "deployments": [{"provider": d.provider, "model": d.model}
-                                                     for d in g.deployments]} for g in config.models],
+        "services": services_view(config),
+        "providers": providers_view(config),
+        "models": models_view(config),
         "secret_files": {name: str(path) for name, path in config.secret_files.items()},
         "secrets": {name: "<set>" if config.secret_source(name) != "missing" else "<missing>"
                     for name in config.secret_names()},

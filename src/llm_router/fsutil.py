@@ -153,3 +153,46 @@ class FileLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def read_text_bounded(path: Path, limit: int, what: str = "file") -> str:
+    """The UTF-8 text of the regular file `path`, refusing anything that could hang or read without bound.
+
+    The file is opened with O_NONBLOCK (a FIFO without a writer does not block the open), fstat-checked to be a
+    regular file (a FIFO, a device such as /dev/zero or a socket is refused) and read up to `limit` bytes (a
+    longer file is refused). A missing file raises FileNotFoundError and a folder IsADirectoryError, as
+    `Path.read_text` does; other OSErrors and UnicodeDecodeError pass through too. What is not a regular file or is
+    too large raises RouterError (exit 2) naming `what` and the path. Line ends are translated as `read_text`
+    translates them.
+    """
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a character device" if stat.S_ISCHR(info.st_mode)
+                    else "a block device" if stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                    else "not a regular file")
+            raise RouterError(f"{what} {path} is {kind}, not a regular file; refusing to read it",
+                              hint="point it at an ordinary file", exit_code=USAGE)
+        if info.st_size > limit:
+            raise RouterError(f"{what} {path} is larger than {limit} bytes ({info.st_size}); refusing to read it",
+                              hint="point it at the right file", exit_code=USAGE)
+        chunks: list[bytes] = []
+        remaining = limit + 1  # a file that grows (or a /proc file reporting size 0) is still read only this far
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise RouterError(f"{what} {path} is larger than {limit} bytes; refusing to read it",
+                          hint="point it at the right file", exit_code=USAGE)
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text

@@ -85,6 +85,11 @@ class Layout:
         return self.runtime_dir / "active_profile.json"
 
     @property
+    def switch_journal(self) -> Path:
+        """A profile switch in progress: the files to put back if it never finishes (journal.py)."""
+        return self.runtime_dir / "switch.json"
+
+    @property
     def user_profiles_dir(self) -> Path:
         return self.root / "config" / "profiles"
 

@@ -31,11 +31,13 @@ import jinja2
 import yaml
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from . import config as config_mod
-from . import events
+from . import events, journal
 from .errors import NOT_FOUND, USAGE, RouterError
 from .fsutil import atomic_write
+from .layout import Layout
 
 SUFFIX = ".yaml.j2"
 BASE = "base"
@@ -142,33 +144,81 @@ def _split_origins(marked: str) -> tuple[str, list[tuple[str, int] | None]]:
     return "\n".join(text_lines), origins
 
 
+class _UnsafeOutput(ValueError):
+    """A `{{ ... }}` produced a line break or control character that the template text did not write."""
+
+
+_MARKED_LINE_END = "\ue002\n"  # how a line break of template text looks before `_split_origins` (see _LineOrigins)
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ ... }}` output passes here: a value must not be able to end its YAML scalar (or the comment it is
+    written into) and start a line of its own. Line breaks that the template text wrote (for example through
+    `{{ super() }}`) carry their origin mark; any other line break or control character is refused."""
+    if isinstance(value, str):
+        for found in config_mod.CONTROL.finditer(value):
+            char, at = found.group(), found.start()
+            if char == "\t" or (char == "\n" and at > 0 and value.startswith(_MARKED_LINE_END, at - 1)):
+                continue
+            raise _UnsafeOutput(f"a value written here contains a control character ({config_mod._escape(char)}), "
+                                "which could end its YAML scalar and add lines of its own; values must be one line "
+                                "(write strings with |tojson)")
+    return value
+
+
 def _environment(cfg: config_mod.RouterConfig) -> jinja2.Environment:
+    # Sandboxed: a template reaches only its context and the three template folders, never Python internals
+    # (`cycler.__init__.__globals__`), the environment, commands or other files; the context is immutable.
     # The shipped base first, so that `base.yaml.j2` is always the skeleton; then the user's profiles, which
     # shadow the shipped ones.
     layout = cfg.layout
     loader = jinja2.FileSystemLoader([str(layout.litellm_templates_dir), str(layout.user_profiles_dir),
                                       str(layout.shipped_profiles_dir)])
-    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, extensions=[_LineOrigins],
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    return ImmutableSandboxedEnvironment(loader=loader, undefined=jinja2.StrictUndefined, extensions=[_LineOrigins],
+                                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                                         autoescape=False, finalize=_finalize)
 
 
 def context(cfg: config_mod.RouterConfig, name: str) -> dict:
-    """What a template sees: the effective config (api_base and key variable resolved per provider, never a
-    secret value) with every deployment's provider details and stable id, plus the profile name."""
-    effective = config_mod.effective(cfg)
-    providers = effective["providers"]
+    """What a template sees: the validated config (api_base and key variable resolved per provider) with every
+    deployment's provider details and stable id, plus the profile name. Built from the typed config, never from
+    a secret: the only secret-related strings are variable *names* (`api_key_env`), so no filter (`|reverse`,
+    slicing...) can write a transformed secret."""
+    providers = config_mod.providers_view(cfg)
     models = [{"name": group["name"],
                "deployments": [{**providers[d["provider"]], **d, "id": f"{group['name']}/{d['provider']}/{d['model']}"}
                                for d in group["deployments"]]}
-              for group in effective["models"]]
-    return {"profile": name, "providers": providers, "models": models, "services": effective["services"]}
+              for group in config_mod.models_view(cfg)]
+    result = {"profile": name, "providers": providers, "models": models, "services": config_mod.services_view(cfg)}
+    _refuse_unsafe_strings(result, "")
+    return result
+
+
+def _refuse_unsafe_strings(value: Any, path: str) -> None:
+    """The context is validated config, whose strings never hold control characters (`config check` refuses them)
+    or the private-use characters that mark template lines; a config that bypassed validation stops here."""
+    if isinstance(value, str):
+        if config_mod.CONTROL.search(value) or _MARK_CHARS.search(value):
+            raise RouterError(f"the template context value {config_mod._one_line(path) or 'profile'} contains a "
+                              "control character",
+                              hint="run `llm-router config check`", exit_code=USAGE)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unsafe_strings(str(key), f"{path}.{key}" if path else str(key))
+            _refuse_unsafe_strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_unsafe_strings(item, f"{path}[{i}]")
+
+
+_MARK_CHARS = re.compile("[\ue000-\ue002]")
 
 
 def _render(cfg: config_mod.RouterConfig, profile: Profile) -> Rendered:
-    env = _environment(cfg)
+    env, values = _environment(cfg), context(cfg, profile.name)
     try:
         template = env.get_template(profile.path.name)
-        marked = template.render(context(cfg, profile.name))
+        marked = template.render(values)
     except jinja2.TemplateSyntaxError as exc:
         raise RouterError(f"{exc.filename or profile.path}:{exc.lineno}: template syntax error: {exc.message}",
                           hint="fix the template, then run `llm-router profile show " + profile.name + "`",
@@ -180,10 +230,19 @@ def _render(cfg: config_mod.RouterConfig, profile: Profile) -> Rendered:
                           exit_code=USAGE) from None
     except Exception as exc:
         where = _template_frame(exc.__traceback__)
-        if where is None:  # not raised by template code: a bug of ours
+        if where is None and not isinstance(exc, SecurityError):  # not raised by template code: a bug of ours
             raise
+        if isinstance(exc, SecurityError):
+            raise RouterError(f"{where or profile.path}: forbidden by the template sandbox: "
+                              f"{config_mod._one_line(str(exc))}", exit_code=USAGE,
+                              hint="templates see only their context (profile, models, providers, services); "
+                                   "see docs/profiles.md") from None
+        if isinstance(exc, _UnsafeOutput):
+            raise RouterError(f"{where or profile.path}: unsafe value: {exc}", exit_code=USAGE,
+                              hint="`llm-router config check` refuses control characters in the config; in a "
+                                   "template, write computed strings with |tojson") from None
         what = "undefined variable" if isinstance(exc, jinja2.UndefinedError) else type(exc).__name__
-        raise RouterError(f"{where}: {what}: {exc}", exit_code=USAGE,
+        raise RouterError(f"{where}: {what}: {config_mod._one_line(str(exc))}", exit_code=USAGE,
                           hint="the context holds profile, models, providers and services; "
                                "see templates/litellm/base.yaml.j2") from None
     text, origins = _split_origins(marked)
@@ -224,13 +283,10 @@ def _checked(cfg: config_mod.RouterConfig, profile: Profile, deep: bool = False)
 
 def problems(cfg: config_mod.RouterConfig, rendered: Rendered) -> list[str]:
     """Everything wrong with a rendered config, each as `template-file:line: message`."""
-    try:
-        node = yaml.compose(rendered.text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(rendered.text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return [f"{rendered.where(mark.line + 1 if mark else None)}: not valid YAML: {problem}"]
+    try:  # the one YAML reader: duplicate keys and alias bombs are refused here too
+        node, data = config_mod.load_yaml(rendered.text)
+    except config_mod.YAMLProblem as exc:
+        return [f"{rendered.where(exc.line)}: {exc.message}"]
     if not isinstance(data, dict):
         return [f"{rendered.where(1)}: the config must be a mapping of keys"]
     lines: dict[str, int] = {}
@@ -387,11 +443,7 @@ def _litellm_executable() -> str:
 
 def active(cfg: config_mod.RouterConfig) -> dict | None:
     """The active profile (`name, sha256, time, template`), or None when none was activated."""
-    try:
-        info = json.loads(cfg.layout.active_profile_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) and info.get("name") else None
+    return journal.read_active(cfg.layout)
 
 
 def ensure_active(cfg: config_mod.RouterConfig) -> dict:
@@ -418,9 +470,18 @@ def set_profile(cfg: config_mod.RouterConfig, name: str, deep: bool = False) -> 
         # A live worker that cannot load its config stops the whole gunicorn server: prove it first.
         prove.ensure_proven(cfg, name, rendered.text)
     with cfg.layout.lock():
+        notes = services.reconcile(cfg)  # an earlier switch that was interrupted is rolled back first
         previous = active(cfg)
-        info, saved = _activate(cfg, rendered)
-        applied = _apply(cfg, rendered, previous, saved)
+        info, saved = _activate(cfg, rendered, journal_from=previous["name"] if previous else "")
+        try:
+            applied = _apply(cfg, rendered, previous, saved)
+        except BaseException as exc:
+            if not isinstance(exc, RouterError):  # Ctrl-C: rolled back like any failure (`_apply`), recorded
+                _event(cfg, name, "rolled_back", {"error": "interrupted",
+                                                  "restored": previous["name"] if previous else None})
+            raise
+        journal.clear(cfg.layout)
+        applied["notes"] = [*notes, *applied.get("notes", [])]
         detail = {"from": previous["name"] if previous else None, "sha256": info["sha256"],
                   "applied": applied["how"], "seconds": round(time.monotonic() - started, 3)}
         for key in ("worker_ready_s", "switch_s", "replaced_hung"):
@@ -439,8 +500,11 @@ def prove_all(cfg: config_mod.RouterConfig, names: list[str] | None = None) -> d
     return prove.prove_texts(cfg, texts)
 
 
-def _activate(cfg: config_mod.RouterConfig, rendered: Rendered) -> tuple[dict, dict[Path, bytes | None]]:
+def _activate(cfg: config_mod.RouterConfig, rendered: Rendered,
+              journal_from: str | None = None) -> tuple[dict, dict[Path, bytes | None]]:
     """Write the profile's file, the active config and its info; on failure all three are put back as they were.
+    With `journal_from` (the previous profile's name, "" for none) the previous content is first written to the
+    switch journal, so that a switch killed half-way is rolled back by the next command (services.reconcile).
     Returns the new info and the previous content of the files (None: the file did not exist)."""
     layout = cfg.layout
     own = layout.profile_config(rendered.profile.name)
@@ -449,11 +513,15 @@ def _activate(cfg: config_mod.RouterConfig, rendered: Rendered) -> tuple[dict, d
     writes = {own: rendered.text, layout.active_config: rendered.text,
               layout.active_profile_file: json.dumps(info, indent=2) + "\n"}
     saved = {path: _read_bytes(path) for path in writes}
+    if journal_from is not None:
+        journal.begin(layout, rendered.profile.name, journal_from or None, saved)
+    written: list[Path] = []
     try:
         for path, text in writes.items():
             atomic_write(path, text)
+            written.append(path)
     except BaseException:
-        _restore(saved)
+        _restore({path: saved[path] for path in written}, layout)  # a write that failed changed nothing
         raise
     return info, saved
 
@@ -466,7 +534,7 @@ def _apply(cfg: config_mod.RouterConfig, rendered: Rendered, previous: dict | No
     from . import services
 
     try:
-        return services.apply_litellm_config(cfg, restore=lambda: _restore(saved))
+        return services.apply_litellm_config(cfg, restore=lambda: _restore(saved, cfg.layout))
     except RouterError as exc:
         name = rendered.profile.name
         restored = previous["name"] if previous else None
@@ -484,13 +552,20 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _restore(saved: dict[Path, bytes | None]) -> None:
+def _restore(saved: dict[Path, bytes | None], layout: Layout) -> None:
+    """Put the files back; once they all are, the switch journal has nothing left to do and is removed."""
+    failed = False
     for path, data in saved.items():
-        with contextlib.suppress(RouterError, OSError):
+        try:
             if data is None:
                 path.unlink(missing_ok=True)
             else:
                 atomic_write(path, data)
+        except (RouterError, OSError):
+            failed = True
+    if not failed:
+        with contextlib.suppress(OSError):
+            journal.clear(layout)
 
 
 def _event(cfg: config_mod.RouterConfig, profile: str, result: str, detail: dict) -> None:

@@ -113,14 +113,15 @@ def ensure_proven(cfg: RouterConfig, name: str, text: str) -> dict:
     return verdict
 
 
-def start_background(cfg: RouterConfig) -> int | None:
+def start_background(cfg: RouterConfig, marker: dict[str, str]) -> int | None:
     """Prove every profile in a detached low-priority process (`llm-router profile prove --all`); its pid is kept
-    in `pids/prove.json` so that `service stop` can end it. Returns the pid."""
+    in `pids/prove.json` so that `service stop` can end it. `marker` (the launch marker of process.py) is added to
+    its environment. Returns the pid."""
     layout = cfg.layout
     ensure_dir(layout.logs_dir)
     argv = [sys.executable, "-m", "llm_router", "--config", str(cfg.path), "profile", "prove", "--all"]
     with open(layout.log_file("prove"), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=layout.runtime_dir,
+                                start_new_session=True, cwd=layout.runtime_dir, env={**os.environ, **marker},
                                 preexec_fn=lambda: os.nice(10))
     return proc.pid

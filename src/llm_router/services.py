@@ -1,34 +1,33 @@
 """The supervisor: start, stop, restart and inspect CLIProxyAPIPlus and LiteLLM as detached process groups.
 
-A service's identity is its pid file `.router/runtime/pids/<service>.json`: pid, process create time, command
-line, port and start time. It is trusted only while the live process matches all of them, so a recycled pid is
-never signalled; a stale file is reported and removed. Start, stop and restart hold the runtime lock, so
-concurrent callers are serialised. Readiness is HTTP 2xx on the service's readiness path, nothing else: the
-CLIProxyAPIPlus binary exits 0 even when it fails to start.
+A service's record is its pid file `.router/runtime/pids/<service>.json`; it is a claim, proven only by the rules
+of process.py (the launch marker in the process's environment, the boot id, the create time), so a recycled pid,
+a hand-edited file or a process group that is not ours is never signalled. Reading state never signals: a stale
+pid file is reported and removed, and what its launch left running is ended by the next `start` or `stop`.
+Start, stop and restart hold the runtime lock, so concurrent callers are serialised. A service is ready when its
+readiness path answers 2xx AND a process of its own launch holds the listening socket (another program answering
+on the port does not count); the CLIProxyAPIPlus binary exits 0 even when it fails to start.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from . import events, health, keys
+from . import events, health, keys, process
 from .config import MASTER_KEY_ENV, UPSTREAM_KEY_ENV, RouterConfig, remember_parse
 from .errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
-from .fsutil import atomic_write, ensure_dir
+from .fsutil import ensure_dir
 from .layout import SERVICES, Layout
+from .process import ProcessRecord, read_record
 
-# psutil costs ~30 ms to import, so the functions that use it import it themselves: `llm-router status` of a
-# stopped stack never does.
-if TYPE_CHECKING:
-    import psutil
-
+# psutil costs ~30 ms to import, so the functions that use it import it themselves (process.py too):
+# `llm-router status` of a stopped stack never does.
 STOPPED, STARTING, RUNNING, STALE = "STOPPED", "STARTING", "RUNNING", "STALE"
 ORDER = SERVICES  # start order; stop goes in reverse
 STOP_TIMEOUT = 35.0  # LiteLLM drains in-flight requests for up to GRACEFUL_SHUTDOWN_TIMEOUT (30 s)
@@ -44,7 +43,7 @@ LITELLM_OFFLINE_ENV = {
     "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True",
     "LITELLM_LOCAL_POLICY_TEMPLATES": "true",
     "LITELLM_LOCAL_BLOG_POSTS": "True",
-    "LITELLM_OFFLINE_MODE": "true",
+    "LITELLM_OFFLINE_MODE": "true",  # not read by 1.108.7 (the LITELLM_LOCAL_* switches above are); harmless
     "LITELLM_LOG": "INFO",
 }
 # Never handed to children: a stray OpenAI key would be sent upstream; MANAGEMENT_PASSWORD forces allow-remote.
@@ -53,89 +52,10 @@ SCRUBBED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MANAGEMENT_PASSWORD", "LIT
 _children: dict[int, subprocess.Popen] = {}  # processes this interpreter spawned, reaped when they exit
 
 
-# --------------------------------------------------------------------------- process identity
+# --------------------------------------------------------------------------- process identity (process.py)
 
-@dataclass
-class ProcessRecord:
-    service: str
-    pid: int
-    create_time: float
-    cmdline: list[str]
-    port: int
-    started_at: float
-    log: str
-    version: str | None = None
-    profile: str | None = None
-    mode: str | None = None  # litellm: gunicorn or uvicorn
-    restarts: int = 0  # restarts by `service watch` since the first start
-    env_fingerprint: str | None = None  # litellm: hash of the secrets it was started with (file is 0600)
-
-    def save(self, layout: Layout) -> None:
-        atomic_write(layout.pid_file(self.service), json.dumps(asdict(self), indent=2) + "\n", mode=0o600)
-
-
-def read_record(layout: Layout, service: str) -> tuple[ProcessRecord | None, str | None]:
-    """The recorded process, or (None, why it is unusable); (None, None) when there is no pid file."""
-    path = layout.pid_file(service)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return ProcessRecord(**data), None
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError, TypeError) as exc:
-        return None, f"unreadable pid file {path} ({type(exc).__name__})"
-
-
-def live_process(record: ProcessRecord) -> psutil.Process | None:
-    """The live process the record describes, or None if it is gone or the pid now belongs to someone else."""
-    import psutil
-
-    try:
-        proc = psutil.Process(record.pid)
-        if abs(proc.create_time() - record.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        # The runner may exec an interpreter, changing argv[0]: our arguments must still be the tail.
-        args, cmdline = record.cmdline[1:], proc.cmdline()
-        if args and cmdline[-len(args):] != args:
-            return None
-        return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def _group_members(pgid: int, not_before: float) -> list[psutil.Process]:
-    """Processes still in process group `pgid` that were created after our leader (never someone else's)."""
-    import psutil
-
-    members = []
-    for proc in psutil.process_iter(["pid", "create_time"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= not_before - 0.05:
-                members.append(proc)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return members
-
-
-def _pid_reused(record: ProcessRecord) -> bool:
-    import psutil
-
-    try:
-        proc = psutil.Process(record.pid)
-        alive = proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-    return alive and live_process(record) is None
-
-
-def _group_rss(proc: psutil.Process) -> int | None:
-    import psutil
-
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-        return sum(p.memory_info().rss for p in procs if p.is_running())
-    except psutil.Error:
-        return None
+# The supervisor's names for the identity rules of process.py (doctor, watch and the tests use them).
+live_process = process.owned_leader
 
 
 # --------------------------------------------------------------------------- status
@@ -181,18 +101,21 @@ def inspect(cfg: RouterConfig, name: str, clean: bool = True) -> ServiceStatus:
     record, problem = read_record(layout, name)
     if record is None and problem is None:
         return status
-    proc = live_process(record) if record else None
+    proc = process.owned_leader(record) if record else None
     if proc is None:
         status.state = STALE
-        status.detail = problem or f"stale pid file, process gone (pid {record.pid})"
-        if clean:
-            _clean_stale(layout, name, record)
+        status.detail = problem or _stale_detail(record)
+        if record is not None and process.owned_members(record):
+            status.detail += f"; processes of that launch are still running: `llm-router service stop {name}` " \
+                             "ends them"
+        elif clean:
+            _clean_stale(layout, name)
         return status
     status.state = RUNNING
     status.pid = record.pid
     status.port = record.port
     status.uptime = time.time() - record.started_at
-    status.rss_bytes = _group_rss(proc)
+    status.rss_bytes = process.group_rss(record)
     status.version = record.version
     status.mode = record.mode
     status.restarts = record.restarts
@@ -204,11 +127,26 @@ def status(cfg: RouterConfig, names: list[str] | str = "all") -> list[ServiceSta
     return [inspect(cfg, name) for name in expand(names)]
 
 
+def pending_switch(cfg: RouterConfig) -> str | None:
+    """A warning when an interrupted profile switch waits to be rolled back (read-only: nothing is changed)."""
+    if cfg.layout.switch_journal.exists():
+        return "an interrupted profile switch is pending: the next `service start`, `service stop` or " \
+               "`profile set` rolls it back"
+    return None
+
+
 def is_running(cfg: RouterConfig, name: str) -> bool:
     return inspect(cfg, name, clean=False).state == RUNNING
 
 
-def _clean_stale(layout: Layout, name: str, record: ProcessRecord | None) -> None:
+def _stale_detail(record: ProcessRecord) -> str:
+    why = process.unproven_reason(record)
+    return f"stale pid file (pid {record.pid}): {why}" if why else f"stale pid file, process gone (pid {record.pid})"
+
+
+def _clean_stale(layout: Layout, name: str) -> None:
+    """Forget a stale pid file (read-only commands call this): nothing is signalled here, ever. Whatever that
+    launch left running carries its marker, and `start`/`stop` end it (process.end_leftovers) before forgetting."""
     lock = layout.lock()
     try:
         lock.timeout = 0
@@ -216,19 +154,21 @@ def _clean_stale(layout: Layout, name: str, record: ProcessRecord | None) -> Non
     except RouterError:
         return
     try:
-        if record is not None:
-            _kill_group_leftovers(record)
-        with contextlib.suppress(FileNotFoundError):
-            layout.pid_file(name).unlink()
+        record, _ = read_record(layout, name)  # again, under the lock
+        if record is None or not (process.owned_leader(record) or process.owned_members(record)):
+            with contextlib.suppress(OSError):
+                layout.pid_file(name).unlink()
+    except OSError:
+        pass
     finally:
         lock.release()
 
 
 def _active_profile(layout: Layout) -> str | None:
-    try:
-        return json.loads(layout.active_profile_file.read_text()).get("name")
-    except (OSError, ValueError, AttributeError):
-        return None
+    from .journal import read_active
+
+    info = read_active(layout)
+    return info["name"] if info else None
 
 
 # --------------------------------------------------------------------------- start
@@ -362,6 +302,9 @@ def port_owner(host: str, port: int) -> str | None:
 
 def _check_port(cfg: RouterConfig, name: str) -> None:
     svc = cfg.services[name]
+    if 0 < svc.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
+        raise RouterError(f"port {svc.port} is privileged (below 1024): only root may listen on it",
+                          hint=f"set services.{name}.port to 1024 or above", exit_code=USAGE)
     owner = port_owner(svc.host, svc.port)
     if owner:
         raise RouterError(f"port {svc.port} is in use by {owner}",
@@ -397,73 +340,114 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
     import psutil
 
     layout = cfg.layout
-    current = inspect(cfg, name)
+    current = inspect(cfg, name, clean=False)
     if current.state == RUNNING:
         return {"service": name, "result": "already running", "pid": current.pid, "port": current.port}
     notes = [current.detail] if current.state == STALE else []
+    if current.state == STALE:
+        _forget(cfg, name)  # ends what that launch left running (proven by its marker), then drops the file
     launch = PREPARE[name](cfg)
     _check_port(cfg, name)
+    if not cfg.services[name].is_loopback:
+        launch.notes.append(f"{name} listens on {cfg.services[name].host}, reachable from other machines: set "
+                            f"services.{name}.host to 127.0.0.1 unless you mean it")
     ensure_dir(layout.logs_dir)
     log_path = layout.log_file(name)
     offset = log_path.stat().st_size if log_path.exists() else 0
+    launch_id = process.new_launch_id()
     with open(log_path, "ab") as handle:
         handle.write(f"--- llm-router: starting {name} at {events.now_iso()} ---\n".encode())
         handle.flush()
         try:
             proc = subprocess.Popen(launch.argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                                    env=launch.env, cwd=layout.runtime_dir, start_new_session=True, close_fds=True)
+                                    env={**launch.env, process.LAUNCH_ENV: launch_id}, cwd=layout.runtime_dir,
+                                    start_new_session=True, close_fds=True)
         except OSError as exc:
             raise RouterError(f"cannot start {name}: {exc.strerror or exc} ({launch.argv[0]})",
                               hint="run `llm-router bootstrap download`", exit_code=USAGE) from None
     _children[proc.pid] = proc
+    record = None
     try:
-        create_time = psutil.Process(proc.pid).create_time()
-    except psutil.NoSuchProcess:
-        create_time = time.time()
-    record = ProcessRecord(service=name, pid=proc.pid, create_time=create_time, cmdline=launch.argv,
-                           port=cfg.services[name].port, started_at=time.time(), log=str(log_path),
-                           profile=launch.profile, mode=launch.mode,
-                           env_fingerprint=_env_fingerprint(cfg) if name == "litellm" else None)
-    record.save(layout)
-    try:
-        _wait_ready(cfg, name, proc, launch, startup_timeout(cfg, name, timeout), log_path, offset)
-    except BaseException:
-        _terminate(record)
-        with contextlib.suppress(FileNotFoundError):
-            layout.pid_file(name).unlink()
-        raise
-    if name == "cliproxyapi_plus":
-        record.version = _banner_version(log_path, offset)
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = time.time()
+        record = ProcessRecord(service=name, pid=proc.pid, create_time=create_time, cmdline=launch.argv,
+                               port=cfg.services[name].port, started_at=time.time(), log=str(log_path),
+                               profile=launch.profile, mode=launch.mode,
+                               env_fingerprint=_env_fingerprint(cfg) if name == "litellm" else None,
+                               launch_id=launch_id, boot_id=process.boot_id())
         record.save(layout)
-    if launch.mode == "gunicorn":
-        _start_prover(cfg)
+        _wait_ready(cfg, name, proc, record, launch, startup_timeout(cfg, name, timeout), log_path, offset)
+        if name == "cliproxyapi_plus":
+            record.version = _banner_version(log_path, offset)
+            record.save(layout)
+        if launch.mode == "gunicorn":
+            _start_prover(cfg)
+    except BaseException:  # not ready, an error, Ctrl-C: nothing of this launch is left running or recorded
+        _abort_start(cfg, name, proc, record)
+        raise
     return {"service": name, "result": "started", "pid": proc.pid, "port": record.port, "mode": launch.mode,
             "profile": launch.profile, "version": record.version, "notes": notes + launch.notes}
 
 
-def _wait_ready(cfg: RouterConfig, name: str, proc: subprocess.Popen, launch: Launch, timeout: float,
-                log_path: Path, offset: int) -> None:
+def _abort_start(cfg: RouterConfig, name: str, proc: subprocess.Popen, record: ProcessRecord | None) -> None:
+    """End a launch that did not become ready: its group and everything that carries its marker; the Popen handle
+    is the last resort (an unreaped child's pid cannot have been reused)."""
+    try:
+        if record is not None:
+            with contextlib.suppress(RouterError):
+                process.terminate(record, timeout=10.0, wait_leader=proc.wait)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # our own unreaped child leads this group
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        _children.pop(proc.pid, None)
+        if name == "litellm":
+            _stop_job(cfg, PROVER)
+        with contextlib.suppress(OSError):
+            cfg.layout.pid_file(name).unlink()
+
+
+def _wait_ready(cfg: RouterConfig, name: str, proc: subprocess.Popen, record: ProcessRecord, launch: Launch,
+                timeout: float, log_path: Path, offset: int) -> None:
+    """Until the readiness path answers 2xx from a socket this launch holds (another program answering on the
+    port is not readiness), the process exits, or `timeout` passes."""
     deadline = time.monotonic() + timeout
+    port = cfg.services[name].port
     watcher = None
     if launch.mode == "gunicorn":  # every worker boot is watched, the first one too (reference: litellm.md §9)
         from .workers import BootWatcher
 
-        watcher = BootWatcher(proc.pid, log_path, offset, cfg.services[name].worker_boot_timeout)
+        watcher = BootWatcher(record, log_path, offset, cfg.services[name].worker_boot_timeout)
+    foreign = None
     while True:
         code = proc.poll()
         if code is not None:
             _children.pop(proc.pid, None)
-            raise RouterError(f"{name} exited during start-up (exit status {code})",
-                              hint=f"read the log: {log_path}", exit_code=UNAVAILABLE,
-                              details=["last log lines:", *log_tail(log_path, since=offset)])
+            details = ["last log lines:", *log_tail(log_path, since=offset)]
+            # ours has exited, so whoever holds the port now took it while we started (e.g. "address in use")
+            foreign = foreign or port_owner(cfg.services[name].host, port)
+            raise RouterError(f"{name} exited during start-up (exit status {code})"
+                              + (f"; port {port} is held by {foreign}" if foreign else ""),
+                              hint=f"read the log: {log_path}", exit_code=CONFLICT if foreign else UNAVAILABLE,
+                              details=details)
         serving = True
         if watcher is not None:
             watcher.poll()
             serving = bool(watcher.serving())
         last = health.probe(launch.ready_url, launch.ready_key, timeout=min(2.0, max(timeout, 0.5))) \
             if serving else health.Probe(launch.ready_url, False, None, None, "no LiteLLM worker serving yet")
-        if last.ready:
-            return
+        if last.ready or last.status is not None:
+            if process.listens_on(record, port):
+                if last.ready:
+                    return
+            else:
+                foreign = port_owner(cfg.services[name].host, port) or "another program"
+                last = health.Probe(launch.ready_url, False, last.status, last.latency_ms,
+                                    f"answered by {foreign}, not by the started {name}")
         if time.monotonic() >= deadline:
             raise RouterError(
                 f"{name} was not ready within {timeout:g} s (GET {launch.ready_url}: {last.error})",
@@ -482,17 +466,10 @@ def _banner_version(log_path: Path, offset: int) -> str | None:
 # --------------------------------------------------------------------------- stop
 
 def _terminate(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> int | None:
-    """SIGTERM the recorded process group, wait, SIGKILL what is left, verify nothing of it remains.
-
-    Only a process that still matches the record is signalled. Returns the leader's exit status when known."""
-    proc = live_process(record)
-    exit_status = None
-    if proc is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(record.pid, signal.SIGTERM)
-        exit_status = _wait_exit(record.pid, proc, timeout)
-    _kill_group_leftovers(record, grace=5.0 if proc is not None else 0.0)
-    return exit_status
+    """End a launch through process.terminate (only what is proven ours is signalled); the leader's exit status
+    when known. A child this interpreter started is reaped through its Popen handle."""
+    child = _children.pop(record.pid, None)
+    return process.terminate(record, timeout, wait_leader=child.wait if child is not None else None)
 
 
 def reaped_exit_status(pid: int) -> int | None:
@@ -504,64 +481,22 @@ def reaped_exit_status(pid: int) -> int | None:
     return child.returncode
 
 
-def _wait_exit(pid: int, proc: psutil.Process, timeout: float) -> int | None:
-    import psutil
-
-    child = _children.pop(pid, None)
-    try:
-        if child is not None:
-            return child.wait(timeout)
-        return proc.wait(timeout)
-    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        try:
-            return child.wait(5) if child is not None else proc.wait(5)
-        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
-            return None
-    except psutil.NoSuchProcess:
-        return None
-
-
-def _kill_group_leftovers(record: ProcessRecord, grace: float = 0.0) -> None:
-    """Members of our process group that outlived the leader (a crashed master's workers, say) are ours:
-    the kernel does not reuse a pid while it names a live process group. SIGTERM, then SIGKILL.
-    If the leader's pid now belongs to another process, the group is that process's: nothing is touched."""
-    import psutil
-
-    if _pid_reused(record):
-        return
-    deadline = time.monotonic() + grace
-    members = _group_members(record.pid, record.create_time)
-    while members and time.monotonic() < deadline:
-        time.sleep(POLL)
-        members = _group_members(record.pid, record.create_time)
-    if not members:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for member in members:
-            with contextlib.suppress(psutil.Error):
-                member.send_signal(sig)
-        _, members = psutil.wait_procs(members, timeout=3)
-        if not members:
-            return
-    raise RouterError(f"{record.service}: processes of group {record.pid} survived SIGKILL: "
-                      f"{', '.join(str(m.pid) for m in members)}", exit_code=CONFLICT)
-
-
 PROVER = "prove"  # the background job that proves every profile loadable after LiteLLM starts (prove.py)
 
 
 def _start_prover(cfg: RouterConfig) -> None:
     import psutil
+
     from . import prove
 
     _stop_job(cfg, PROVER)
-    pid = prove.start_background(cfg)
+    launch_id = process.new_launch_id()
+    pid = prove.start_background(cfg, {process.LAUNCH_ENV: launch_id})
     with contextlib.suppress(psutil.Error):
         proc = psutil.Process(pid)
         ProcessRecord(service=PROVER, pid=pid, create_time=proc.create_time(), cmdline=proc.cmdline(), port=0,
-                      started_at=time.time(), log=str(cfg.layout.log_file(PROVER))).save(cfg.layout)
+                      started_at=time.time(), log=str(cfg.layout.log_file(PROVER)), launch_id=launch_id,
+                      boot_id=process.boot_id()).save(cfg.layout)
 
 
 def _stop_job(cfg: RouterConfig, name: str) -> None:
@@ -570,6 +505,17 @@ def _stop_job(cfg: RouterConfig, name: str) -> None:
     if record is not None:
         _terminate(record, timeout=5.0)
     cfg.layout.pid_file(name).unlink(missing_ok=True)
+
+
+def _forget(cfg: RouterConfig, name: str) -> str | None:
+    """Drop a stale record after ending whatever its launch left running (processes carrying its marker).
+    Returns why the record was stale."""
+    record, problem = read_record(cfg.layout, name)
+    if record is not None:
+        process.end_leftovers(record)
+        problem = _stale_detail(record)
+    cfg.layout.pid_file(name).unlink(missing_ok=True)
+    return problem
 
 
 def _stop_one(cfg: RouterConfig, name: str) -> dict:
@@ -581,11 +527,8 @@ def _stop_one(cfg: RouterConfig, name: str) -> dict:
         if problem:
             layout.pid_file(name).unlink(missing_ok=True)
         return {"service": name, "result": "not running", "notes": [problem] if problem else []}
-    if live_process(record) is None:
-        _kill_group_leftovers(record)
-        layout.pid_file(name).unlink(missing_ok=True)
-        return {"service": name, "result": "not running",
-                "notes": [f"stale pid file, process gone (pid {record.pid})"]}
+    if process.owned_leader(record) is None:
+        return {"service": name, "result": "not running", "notes": [_forget(cfg, name)]}
     exit_status = _terminate(record)
     layout.pid_file(name).unlink(missing_ok=True)
     clean = exit_status in (0, -signal.SIGTERM, 128 + signal.SIGTERM, None)
@@ -612,19 +555,43 @@ def _record_event(log: events.EventLog, event: str, outcome: dict, profile: str 
 
 
 def _each(cfg: RouterConfig, event: str, names: list[str], action: Callable[[str], dict]) -> list[dict]:
-    """Run `action` per service under the runtime lock, recording one event per service (a failure too)."""
+    """Run `action` per service under the runtime lock, recording one event per service (a failure too).
+
+    What an interrupted switch left is reconciled first. When a start fails (or is interrupted), the services
+    this same call started are stopped again, so a failed `start all` leaves things as they were; the error says
+    so."""
     log = events.for_config(cfg)
     outcomes = []
     with cfg.layout.lock(_lock_timeout()):
+        recovered = reconcile(cfg, workers_too=event != "service_stop")
         for name in names:
             try:
                 outcome = action(name)
-            except RouterError as exc:
-                _record_event(log, event, {"service": name, "result": "failed", "error": exc.message})
+            except BaseException as exc:
+                error = exc.message if isinstance(exc, RouterError) else "interrupted"
+                _record_event(log, event, {"service": name, "result": "failed", "error": error})
+                if event == "service_start":
+                    _undo_starts(cfg, log, outcomes, exc)
                 raise
             _record_event(log, event, outcome)
             outcomes.append(outcome)
+    if outcomes and recovered:
+        outcomes[0]["notes"] = [*recovered, *outcomes[0].get("notes", [])]
     return outcomes
+
+
+def _undo_starts(cfg: RouterConfig, log: events.EventLog, outcomes: list[dict], error: BaseException) -> None:
+    for outcome in reversed(outcomes):
+        if outcome.get("result") != "started":
+            continue
+        name = outcome["service"]
+        try:
+            _record_event(log, "service_stop", {**_stop_one(cfg, name), "reason": "a later service failed to start"})
+            line = f"{name} was started by this command and has been stopped again"
+        except RouterError as again:
+            line = f"{name} was started by this command and is still running: {again.message}"
+        if isinstance(error, RouterError):
+            error.details.insert(0, line)
 
 
 def start(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
@@ -662,25 +629,67 @@ def apply_litellm_config(cfg: RouterConfig, restore: Callable[[], None]) -> dict
     layout = cfg.layout
     with layout.lock(_lock_timeout()):
         record, _ = read_record(layout, "litellm")
-        if record is None or live_process(record) is None:
+        if record is None or process.owned_leader(record) is None:
             return {"how": "not running"}
         notes = _restart_needed_notes(cfg, record)
         if record.mode != "gunicorn":
             try:
                 outcome = restart(cfg, ["litellm"])[0]
                 return {"how": "restart", "pid": outcome["pid"], "notes": notes}
-            except RouterError as exc:
+            except BaseException as exc:  # Ctrl-C too: the previous config is put back either way
                 restore()
+                if not isinstance(exc, RouterError):
+                    raise
                 raise _rolled_back(exc, lambda: restart(cfg, ["litellm"])) from None
         svc = cfg.services["litellm"]
-        serving = set(workers.worker_pids(record.pid))
+        serving = set(workers.worker_pids(record))
         try:
-            swapped = workers.swap(record.pid, Path(record.log), svc.worker_boot_timeout)
-        except RouterError as exc:
+            swapped = workers.swap(record, Path(record.log), svc.worker_boot_timeout)
+        except BaseException as exc:
             restore()
-            raise _rolled_back(exc, lambda: workers.settle(record.pid, Path(record.log), svc.worker_boot_timeout,
-                                                             keep=serving)) from None
+            settle = lambda: workers.settle(record, Path(record.log), svc.worker_boot_timeout, keep=serving)  # noqa: E731
+            if not isinstance(exc, RouterError):  # Ctrl-C: settle, then let the interrupt through
+                with contextlib.suppress(RouterError):
+                    settle()
+                raise
+            raise _rolled_back(exc, settle) from None
         return {"how": "worker swap", **swapped, "notes": notes}
+
+
+def reconcile(cfg: RouterConfig, workers_too: bool = True) -> list[str]:
+    """Finish what an interrupted profile switch left (under the runtime lock; every locking action calls it):
+    put the files back from the switch journal, and bring a gunicorn master back to one worker that serves the
+    active file. Returns what was done, for the command's notes."""
+    from . import journal
+
+    layout = cfg.layout
+    notes = []
+    with layout.lock(_lock_timeout()):
+        pending, problem = journal.read(layout)
+        if pending is not None and pending.ours:  # this process's own switch, in progress: not interrupted
+            return notes
+        if pending is not None:
+            journal.restore(pending)
+            journal.clear(layout)
+            events.for_config(cfg).append("profile_switch", service="litellm", profile=pending.profile,
+                                          result="rolled_back", detail={"error": "the switch was interrupted",
+                                                                        "restored": pending.previous})
+            notes.append(f"an interrupted switch to profile '{pending.profile}' was rolled back"
+                         + (f"; '{pending.previous}' is active again" if pending.previous else ""))
+        elif problem:
+            journal.clear(layout)
+            notes.append(f"{problem}: removed")
+        if not workers_too:
+            return notes
+        record, _ = read_record(layout, "litellm")
+        if record is None or record.mode != "gunicorn" or process.owned_leader(record) is None:
+            return notes
+        from . import workers
+
+        if pending is not None or len(workers.worker_pids(record)) > 1:
+            done = workers.reconcile(record, Path(record.log), cfg.services["litellm"].worker_boot_timeout)
+            notes.append(f"LiteLLM is back to one worker (pid {done['new_worker']}) serving the active profile")
+    return notes
 
 
 def _rolled_back(error: RouterError, reapply: Callable[[], object]) -> RouterError:

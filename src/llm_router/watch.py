@@ -189,8 +189,11 @@ class Watch:
 
     def _watch_worker_boots(self, entry: Watched, status: services.ServiceStatus) -> None:
         watcher = entry.boot_watcher
-        if not isinstance(watcher, BootWatcher) or watcher.master_pid != status.pid:
-            watcher = entry.boot_watcher = BootWatcher.from_now(status.pid, Path(status.log),
+        if not isinstance(watcher, BootWatcher) or watcher.master.pid != status.pid:
+            master, _ = services.read_record(self.cfg.layout, entry.name)
+            if master is None or master.pid != status.pid:
+                return
+            watcher = entry.boot_watcher = BootWatcher.from_now(master, Path(status.log),
                                                                 self.cfg.services[entry.name].worker_boot_timeout)
         for pid in watcher.poll():
             self.log.append("service_crash", service=entry.name, result="worker_hung",

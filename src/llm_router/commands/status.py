@@ -33,8 +33,9 @@ def status_line(st: services.ServiceStatus) -> list[str]:
 
 def show_status(ctx: Ctx, names: list[str] | None = None) -> Result:
     statuses = services.status(ctx.config, names or "all")
+    pending = services.pending_switch(ctx.config)
     return Result("status", data={"services": [s.to_dict() for s in statuses]},
-                  text=table([status_line(s) for s in statuses]), warnings=list(ctx.warnings))
+                  text=table([status_line(s) for s in statuses]), warnings=[*ctx.warnings, *filter(None, [pending])])
 
 
 def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
