@@ -82,6 +82,22 @@ class SecurityCheckTest(TempRepo):
         code, out, err = self.cli("check", "security")
         self.assertEqual(code, 0, out + err)
 
+    def test_without_a_config_the_default_layout_is_checked(self):
+        self.config_path.unlink()
+        auths = self.root / ".router" / "auths"
+        auths.mkdir(parents=True, mode=0o700)
+        auth_file = auths / "codex-me@example.com-plus.json"
+        auth_file.write_text("{}")
+        auth_file.chmod(0o644)
+        code, out, err = self.cli("check", "security", "--json")
+        self.assertEqual(code, 1, out + err)
+        failed = {(f["check"], f["path"]) for f in json.loads(out)["data"]["findings"] if f["status"] == "fail"}
+        self.assertEqual(failed, {("permissions", str(auth_file))})
+        code, out, err = self.cli("check", "security", "--fix")
+        self.assertEqual(code, 0, out + err)
+        self.assertEqual(auth_file.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(auth_file.read_text(), "{}")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,12 @@
 """The JSON-lines event log: append (one write per event), read, follow, rotate by size, redact secrets.
 
 Each line is one object with exactly the fields `event, service, profile, provider, result, detail, timestamp`.
+A reader skips (and counts) every line that is not such an object: not JSON, not an object, no string `event`, or a
+field other than `detail` that is neither a string nor null.
+
+Appending never raises: the event log records what happened, so a read-only folder or a full disk must not turn
+a finished action (or the report of a failed one) into a crash. A failed append is kept as a warning that the
+front end prints (`take_warnings`).
 """
 from __future__ import annotations
 
@@ -18,6 +24,15 @@ MAX_BYTES = 5 * 1024 * 1024
 KEEP = 3
 REDACTED = "<redacted>"
 MIN_SECRET_LEN = 6  # shorter values are too likely to match ordinary words
+TEXT_FIELDS = ("event", "service", "profile", "provider", "result", "timestamp")
+_WARNINGS: list[str] = []  # failed appends of this process, until a front end takes them
+
+
+def take_warnings() -> list[str]:
+    """The warnings of failed appends since the last call (one per distinct problem), and forget them."""
+    taken = list(dict.fromkeys(_WARNINGS))
+    _WARNINGS.clear()
+    return taken
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
@@ -59,16 +74,26 @@ class EventLog:
         self.keep = keep
 
     def append(self, event: str, **fields: Any) -> dict:
-        """Write one event as a single `write()` on an O_APPEND descriptor, so concurrent writers never interleave."""
-        entry = redact(record(event, **fields), self.secrets)
-        line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._rotate_if_needed(len(line))
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        """Write one event as a single `write()` on an O_APPEND descriptor, so concurrent writers never interleave.
+
+        Never raises: when the event cannot be written (read-only folder, full disk, ...) it is dropped and a
+        warning is kept for `take_warnings()`. Returns the entry either way."""
+        entry = record(event, **fields)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            entry = redact(entry, self.secrets)
+            line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._rotate_if_needed(len(line))
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            warning = f"event {event!r} not recorded in {self.path}: {reason}"
+            if warning not in _WARNINGS and len(_WARNINGS) < 20:  # bounded: `service watch` runs for days
+                _WARNINGS.append(warning)
         return entry
 
     def _rotate_if_needed(self, incoming: int) -> None:
@@ -95,18 +120,25 @@ class EventLog:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    skipped = 0  # bad lines the last `read()` skipped
+
     def read(self, limit: int | None = None, event: str | None = None) -> list[dict]:
-        """The newest `limit` events (oldest first), optionally only those of one type. Bad lines are skipped."""
+        """The newest `limit` events (oldest first), optionally only those of one type. Bad lines are skipped and
+        counted in `self.skipped`."""
+        self.skipped = 0
         entries = [e for e in self._entries(self.path) if event is None or e.get("event") == event]
         return entries[-limit:] if limit else entries
 
-    @staticmethod
-    def _entries(path: Path) -> Iterator[dict]:
+    def _entries(self, path: Path) -> Iterator[dict]:
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
                 for line in handle:
+                    if not line.strip():
+                        continue
                     entry = _parse(line)
-                    if entry is not None:
+                    if entry is None:
+                        self.skipped += 1
+                    else:
                         yield entry
         except FileNotFoundError:
             return
@@ -150,11 +182,16 @@ class EventLog:
 
 
 def _parse(line: str) -> dict | None:
+    """An event line as a dict, or None unless it is an object with a string `event` and string-or-null fields."""
     try:
         entry = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("event"), str) or not entry["event"]:
+        return None
+    if any(not isinstance(entry.get(key), (str, type(None))) for key in TEXT_FIELDS):
+        return None
+    return entry
 
 
 def for_config(config) -> EventLog:

@@ -11,11 +11,13 @@ from typing import Callable
 
 from .. import services
 from ..cliproxy import SERVICE, Management
-from ..errors import AUTH, CONFLICT, NOT_FOUND, USAGE, RouterError
-from ..fsutil import atomic_write
+from ..errors import AUTH, CONFLICT, NOT_FOUND, USAGE, RouterError, from_os_error
+from ..fsutil import atomic_write, read_text_bounded
 from .files import (CODEX, OPENAI_AUTH_CLAIM, OPENAI_PROFILE_CLAIM, JWTError, claim, codex_file_name, describe,
-                    expiry, jwt_claims, private_folder, read_json, record_login, rfc3339)
+                    email_claim, expiry, jwt_claims, parse_time, private_folder, read_json, record_login, rfc3339,
+                    safe_file_name, text_claim)
 
+MAX_SOURCE_BYTES = 1 << 20  # an auth.json is a few KB
 PICKUP_TIMEOUT = 10.0  # how long to wait for a running proxy to list the new file
 ROTATION_WARNING = ("once CLIProxyAPIPlus refreshes this token, the Codex CLI's copy stops working (refresh tokens "
                     "rotate; it fails with refresh_token_reused): use the account in one of them, or log the Codex "
@@ -31,7 +33,7 @@ def default_source(environ: dict | None = None) -> Path:
 
 def _read_source(source: Path) -> dict:
     try:
-        text = source.read_text(encoding="utf-8")
+        text = read_text_bounded(source, MAX_SOURCE_BYTES, "the Codex CLI auth file")  # no FIFO, device, huge file
     except FileNotFoundError:
         raise RouterError(f"Codex CLI auth file not found: {source}",
                           hint=f"{LOGIN_HINT}; if the Codex CLI keeps its login in the OS keyring, set "
@@ -74,19 +76,30 @@ def build_record(source: Path, data: dict, now: datetime | None = None) -> tuple
     """(file name, CLIProxyAPIPlus auth record) from a parsed Codex CLI auth.json."""
     tokens = _tokens(source, data)
     ids, access = _claims(source, tokens, "id_token"), _claims(source, tokens, "access_token")
-    email = ids.get("email") or claim(ids, OPENAI_PROFILE_CLAIM, "email") or claim(access, OPENAI_PROFILE_CLAIM,
-                                                                                    "email")
-    if not isinstance(email, str) or not email:
+    raw_email = ids.get("email") or claim(ids, OPENAI_PROFILE_CLAIM, "email") or \
+        claim(access, OPENAI_PROFILE_CLAIM, "email")
+    if not isinstance(raw_email, str) or not raw_email:
         raise RouterError(f"{source}: the id_token has no email claim", hint=LOGIN_HINT, exit_code=AUTH)
+    email = email_claim(raw_email)
+    if email is None:
+        raise RouterError(f"{source}: the id_token's email claim is not a usable email address "
+                          f"({text_claim(raw_email, 40)!r}, {len(raw_email)} characters)", hint=LOGIN_HINT,
+                          exit_code=AUTH)
     exp = access.get("exp")
     if not isinstance(exp, (int, float)) or isinstance(exp, bool):
         raise RouterError(f"{source}: the access_token has no exp (expiry) claim", hint=LOGIN_HINT, exit_code=AUTH)
+    expires = parse_time(exp)
+    if expires is None:
+        raise RouterError(f"{source}: the access_token's exp (expiry) claim is not a valid time ({exp!r:.40})",
+                          hint=LOGIN_HINT, exit_code=AUTH)
     account_id = tokens.get("account_id") or claim(ids, OPENAI_AUTH_CLAIM, "chatgpt_account_id") or \
         claim(access, OPENAI_AUTH_CLAIM, "chatgpt_account_id")
+    account_id = account_id if isinstance(account_id, str) else None
     plan = claim(ids, OPENAI_AUTH_CLAIM, "chatgpt_plan_type") or claim(access, OPENAI_AUTH_CLAIM, "chatgpt_plan_type")
     name = codex_file_name(email, plan if isinstance(plan, str) else None, account_id)
-    if Path(name).name != name or "\\" in name:
-        raise RouterError(f"{source}: the email claim cannot be used in a file name", exit_code=AUTH)
+    if not safe_file_name(name):
+        raise RouterError(f"{source}: the email or plan claim cannot be used in a file name "
+                          f"({text_claim(name, 60)!r})", hint=LOGIN_HINT, exit_code=AUTH)
     record = {
         "id_token": tokens["id_token"],
         "access_token": tokens["access_token"],
@@ -96,7 +109,7 @@ def build_record(source: Path, data: dict, now: datetime | None = None) -> tuple
         else rfc3339(now or datetime.now(timezone.utc)),
         "email": email,
         "type": CODEX,
-        "expired": rfc3339(datetime.fromtimestamp(exp, timezone.utc)),
+        "expired": rfc3339(expires),
     }
     return name, record
 
@@ -124,9 +137,10 @@ def import_codex(cfg, *, source: Path | None = None, dest_dir: Path | None = Non
                               "--force replaces it with the older token", exit_code=CONFLICT)
         private_folder(dest_dir)
         atomic_write(target, json.dumps(record, indent=2) + "\n", mode=0o600)
-    except RouterError as exc:
-        record_login(cfg, CODEX, "failed", method="import", error=exc.message)
-        raise
+    except (RouterError, OSError) as exc:
+        error = exc if isinstance(exc, RouterError) else from_os_error(exc)
+        record_login(cfg, CODEX, "failed", method="import", error=error.message)
+        raise error from None
     info = describe(target, record)
     record_login(cfg, CODEX, "ok", method="import", email=info["email"], file=name)
     warnings = [ROTATION_WARNING]
@@ -134,11 +148,18 @@ def import_codex(cfg, *, source: Path | None = None, dest_dir: Path | None = Non
     if dest_dir.resolve() != cfg.layout.auths_dir.resolve():
         info["proxy"] = "not its folder"
         warnings.append(f"CLIProxyAPIPlus reads {cfg.layout.auths_dir}, not {dest_dir}: move the file there to use it")
-    elif services.is_running(cfg, SERVICE):
-        info["proxy"] = _confirm_pickup(cfg, name, sleep, clock)
-        if info["proxy"] != "picked up":
-            warnings.append(f"CLIProxyAPIPlus has not listed {name} yet ({info['proxy']}); check "
-                            "`llm-router auth status` in a moment")
+    else:  # the file is written: from here on a problem is a warning, never a failure of the import
+        try:
+            running = services.is_running(cfg, SERVICE)
+        except (OSError, RouterError) as exc:
+            running = False
+            info["proxy"] = "unknown"
+            warnings.append(f"cannot tell whether CLIProxyAPIPlus runs: {getattr(exc, 'message', None) or exc}")
+        if running:
+            info["proxy"] = _confirm_pickup(cfg, name, sleep, clock)
+            if info["proxy"] != "picked up":
+                warnings.append(f"CLIProxyAPIPlus has not listed {name} yet ({info['proxy']}); check "
+                                "`llm-router auth status` in a moment")
     return {**info, "warnings": warnings}
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,11 @@ CODEX, COPILOT = "codex", "github-copilot"  # the `type` of an auth file, also t
 OPENAI_AUTH_CLAIM = "https://api.openai.com/auth"
 OPENAI_PROFILE_CLAIM = "https://api.openai.com/profile"
 EXPIRY_KEYS = ("expired", "expire", "expires_at", "expiresAt", "expiry", "expires")  # as the proxy reads them
+MAX_TEXT = 80  # a claim shown to the user is cut to this many characters
+MAX_EMAIL = 254  # RFC 5321's limit; the auth file name must also stay within 255 bytes
+MAX_EPOCH = 253402214400  # 9999-12-30 UTC: later times cannot be represented (or shown in any time zone)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+FILE_NAME_BYTES = 255
 
 
 class JWTError(ValueError):
@@ -38,7 +45,7 @@ def jwt_claims(token: Any) -> dict:
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         claims = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise JWTError("its payload is not base64url-encoded JSON (truncated?)") from None
     if not isinstance(claims, dict):
         raise JWTError("its payload is not a JSON object")
@@ -57,6 +64,33 @@ def claim(claims: dict, section: str, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
+# Claims come from files anyone can edit and from unverified tokens: every value shown or used goes through
+# `text_claim` (display), `email_claim` (an email fit for a file name) or `parse_time` (a representable time).
+
+def text_claim(value: Any, limit: int = MAX_TEXT) -> str | None:
+    """A claim as display text: None unless a non-empty string; control characters become `?`, cut to `limit`."""
+    if not isinstance(value, str) or not value:
+        return None
+    clean = CONTROL.sub("?", value)
+    return clean if len(clean) <= limit else clean[:limit - 3] + "..."
+
+
+def email_claim(value: Any) -> str | None:
+    """An email claim usable as an account name and in a file name: a string of at most 254 characters with an
+    `@`, no control characters, no path separators; else None."""
+    if (not isinstance(value, str) or not 3 <= len(value) <= MAX_EMAIL or "@" not in value
+            or CONTROL.search(value) or "/" in value or "\\" in value or value.startswith(".")):
+        return None
+    return value
+
+
+def safe_file_name(name: str) -> bool:
+    """A single path component the file system accepts: no separators, control characters or leading dot, at most
+    255 bytes."""
+    return (bool(name) and Path(name).name == name and "\\" not in name and not name.startswith(".")
+            and not CONTROL.search(name) and len(name.encode("utf-8", "surrogatepass")) <= FILE_NAME_BYTES)
+
+
 def rfc3339(moment: datetime) -> str:
     """Go's RFC3339 rendering, as the proxy writes `expired`: local offset, `Z` for UTC."""
     text = moment.astimezone().isoformat(timespec="seconds")
@@ -64,17 +98,29 @@ def rfc3339(moment: datetime) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """RFC3339, `YYYY-MM-DD HH:MM:SS` (local) or unix seconds/milliseconds; None when absent or unparsable."""
-    if isinstance(value, bool) or value in (None, ""):
+    """RFC3339, `YYYY-MM-DD HH:MM:SS` (local) or unix seconds/milliseconds, as an aware datetime between 1970 and
+    9999; None when absent, unparsable or out of that range (1e20, -1, NaN, inf, a list, ...)."""
+    if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and not 0 <= value <= MAX_EPOCH * 1000:  # 10**400 is no float
+            return None
+        if not math.isfinite(value) or value < 0:
+            return None
         seconds = value / 1000 if value > 1e11 else value
+        if seconds > MAX_EPOCH:
+            return None
         return datetime.fromtimestamp(seconds, timezone.utc)
-    try:
-        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
         return None
-    return moment if moment.tzinfo else moment.astimezone()
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.astimezone()
+        if not 0 <= moment.timestamp() <= MAX_EPOCH:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment
 
 
 def expiry(data: dict) -> datetime | None:
@@ -136,19 +182,19 @@ def describe(path: Path, data: dict | None = None, now: datetime | None = None) 
         pass
     if data is None:
         return info
-    provider = data.get("type") if isinstance(data.get("type"), str) else None
+    provider = text_claim(data.get("type"))
     info["provider"] = provider
     if provider == CODEX:
         ids, access = lenient_claims(data.get("id_token")), lenient_claims(data.get("access_token"))
-        info["email"] = data.get("email") or ids.get("email") or claim(ids, OPENAI_PROFILE_CLAIM, "email") \
-            or claim(access, OPENAI_PROFILE_CLAIM, "email")
-        info["plan"] = claim(ids, OPENAI_AUTH_CLAIM, "chatgpt_plan_type") or \
-            claim(access, OPENAI_AUTH_CLAIM, "chatgpt_plan_type")
-        info["account_id"] = data.get("account_id") or claim(ids, OPENAI_AUTH_CLAIM, "chatgpt_account_id")
+        info["email"] = text_claim(data.get("email") or ids.get("email") or claim(ids, OPENAI_PROFILE_CLAIM, "email")
+                                   or claim(access, OPENAI_PROFILE_CLAIM, "email"))
+        info["plan"] = text_claim(claim(ids, OPENAI_AUTH_CLAIM, "chatgpt_plan_type") or
+                                  claim(access, OPENAI_AUTH_CLAIM, "chatgpt_plan_type"))
+        info["account_id"] = text_claim(data.get("account_id") or claim(ids, OPENAI_AUTH_CLAIM, "chatgpt_account_id"))
         info["account"] = info["email"]
     else:
-        info["email"] = data.get("email") or None
-        info["account"] = data.get("username") or data.get("email") or data.get("label") or None
+        info["email"] = text_claim(data.get("email"))
+        info["account"] = text_claim(data.get("username")) or info["email"] or text_claim(data.get("label"))
     moment = expiry(data)
     if moment is not None:
         now = now or datetime.now(timezone.utc)

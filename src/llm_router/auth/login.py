@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import services
 from ..cliproxy import SERVICE, Management
-from ..errors import AUTH, UNAVAILABLE, USAGE, RouterError
+from ..errors import AUTH, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from .files import CODEX, COPILOT, describe, private_folder, record_login, snapshot
 
 INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -288,13 +288,41 @@ def _show_device_code(notify: Notify, uri: str | None, code: str | None) -> None
     notify(f"    code:  {code or '(see above)'}")
 
 
+def require_copilot_line(cfg) -> None:
+    """Refuse a Copilot login up front when the installed binary's line has no Copilot (mainline CLIProxyAPI):
+    RouterError exit 4 naming the Plus line and the bootstrap command. A missing or unreadable binary passes
+    (starting the proxy reports that)."""
+    from .. import cliproxy, cliproxy_lines
+
+    try:
+        features = cliproxy.installed_features(cfg)
+    except (RouterError, OSError):
+        return
+    if features is None or features.copilot_login:
+        return
+    line = cliproxy_lines.LINES[features.line]
+    plus = [name for name, (key, _) in cliproxy_lines.KNOWN_REPOSITORIES.items() if cliproxy_lines.LINES[key].copilot]
+    raise RouterError(f"the installed {line.title} {features.version} has no GitHub Copilot login (no "
+                      "-github-copilot-login): Copilot needs a Plus line such as " + " or ".join(plus),
+                      hint="install one with " + "; ".join(f"`llm-router bootstrap download --repository {name}`"
+                                                             for name in plus)
+                           + ", then `llm-router service restart cliproxyapi_plus` and log in again",
+                      exit_code=NOT_FOUND)
+
+
 def copilot_login(cfg, *, timeout: float = 180.0, poll_interval: float = 2.0, notify: Notify = _silent,
                   sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> dict:
     """Log a GitHub account with Copilot in (device flow); returns the account (never a token).
 
     Newer proxies start the flow with `GET /github-auth-url`; older ones (404) only have the binary's one-shot
     `-github-copilot-login`, run here as a child whose prompts are relayed and whose run is bounded by `timeout`.
+    A line without Copilot (mainline CLIProxyAPI) is refused before anything starts (`require_copilot_line`).
     """
+    try:
+        require_copilot_line(cfg)
+    except RouterError as exc:
+        record_login(cfg, COPILOT, "failed", error=exc.message)
+        raise
     login = _Login(cfg, COPILOT, timeout, poll_interval, notify, sleep, clock)
 
     def flow(login: _Login) -> None:

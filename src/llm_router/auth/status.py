@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from .. import services
 from ..cliproxy import SERVICE, Management
 from ..errors import RouterError
-from .files import auth_files, describe, read_json, span
+from .files import auth_files, describe, read_json, span, text_claim
 
 WARN_WITHIN = 5 * 86400  # the proxy refreshes a Codex token 5 days before it expires
 
@@ -20,7 +20,8 @@ def _proxy_files(cfg) -> tuple[bool, dict | None, str | None]:
     except RouterError as exc:
         return True, None, exc.message
     files = answer.get("files") if isinstance(answer, dict) else None
-    return True, {f["name"]: f for f in files or [] if isinstance(f, dict) and f.get("name")}, None
+    return True, {f["name"]: f for f in files if isinstance(f, dict) and isinstance(f.get("name"), str)
+                  and f["name"]} if isinstance(files, list) else {}, None
 
 
 def _problems(info: dict, data: dict | None, listed: dict | None, entry: dict | None) -> list[str]:
@@ -40,8 +41,9 @@ def _problems(info: dict, data: dict | None, listed: dict | None, entry: dict | 
     if listed is not None and entry is None:
         problems.append("not loaded by the proxy")
     elif entry and (entry.get("disabled") or entry.get("unavailable")):
-        problems.append(f"the proxy reports it {entry.get('status') or 'unavailable'}"
-                        + (f": {entry['status_message']}" if entry.get("status_message") else ""))
+        message = text_claim(entry.get("status_message"), 200)
+        problems.append(f"the proxy reports it {text_claim(entry.get('status')) or 'unavailable'}"
+                        + (f": {message}" if message else ""))
     return problems
 
 
@@ -56,14 +58,15 @@ def status(cfg, now: datetime | None = None) -> dict:
         data = read_json(path)
         info = describe(path, data, now)
         entry = remaining.pop(path.name, None)
-        info["proxy_status"] = entry.get("status") if entry else None
+        info["proxy_status"] = text_claim(entry.get("status")) if entry else None
         info["problems"] = _problems(info, data, listed, entry)
         accounts.append(info)
     for name, entry in remaining.items():  # known to the proxy only (runtime-only or from another folder)
         info = dict.fromkeys(("plan", "account_id", "expires_at", "seconds_left", "mode"))
-        info.update(file=name, path=entry.get("path"), provider=entry.get("provider") or entry.get("type"),
-                    account=entry.get("account") or entry.get("email") or None, email=entry.get("email") or None,
-                    proxy_status=entry.get("status"),
+        info.update(file=text_claim(name, 255), path=text_claim(entry.get("path"), 4096),
+                    provider=text_claim(entry.get("provider")) or text_claim(entry.get("type")),
+                    account=text_claim(entry.get("account")) or text_claim(entry.get("email")),
+                    email=text_claim(entry.get("email")), proxy_status=text_claim(entry.get("status")),
                     problems=[] if entry.get("runtime_only") else [f"listed by the proxy, not in {folder}"])
         accounts.append(info)
     for info in accounts:

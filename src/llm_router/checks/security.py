@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from ..config import RouterConfig
+from ..layout import DEFAULT_RUNTIME_DIR, Layout
 from . import FAIL, FIXED, OK, Finding
 
 # (probe path, rule appended by --fix): each probe must be ignored by git
@@ -114,21 +115,29 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
-def permission_findings(cfg: RouterConfig | None, fix: bool) -> list[Finding]:
-    if cfg is None:
+def permission_findings(cfg: RouterConfig | None, fix: bool, root: Path | None = None) -> list[Finding]:
+    """Modes of the auth and secret folders and files. Without a usable config, the default layout under `root`
+    (`.router/`) is checked: that is where a config-less checkout keeps them."""
+    if cfg is not None:
+        layout, secret_files = cfg.layout, list(cfg.secret_files.values())
+    elif root is not None:
+        layout, secret_files = Layout(root, Path(root) / DEFAULT_RUNTIME_DIR), []
+    else:
         return []
-    layout = cfg.layout
     targets: list[tuple[Path, int]] = []
     for folder in (layout.auths_dir, layout.secrets_dir):
-        if folder.is_dir():
+        if folder.is_dir() and not folder.is_symlink():
             targets.append((folder, 0o700))
             targets += [(p, 0o600) for p in sorted(folder.iterdir()) if p.is_file()]
-    targets += [(p, 0o600) for p in cfg.secret_files.values() if p.is_file()]
+    targets += [(p, 0o600) for p in secret_files if p.is_file()]
     if layout.cliproxy_runtime_config.is_file():
         targets.append((layout.cliproxy_runtime_config, 0o600))
     findings = []
     for path, wanted in targets:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
         if mode & ~wanted & 0o077 == 0:
             continue
         kind = "folder" if path.is_dir() else "file"
@@ -153,5 +162,5 @@ def run(root: Path, cfg: RouterConfig | None, fix: bool = False) -> list[Finding
     else:
         findings.append(Finding("tracked-files", OK, f"{root} is not a git checkout; nothing is tracked"))
     findings += ignore_findings(root, fix)
-    findings += permission_findings(cfg, fix)
+    findings += permission_findings(cfg, fix, root)
     return findings
