@@ -38,6 +38,11 @@ class DemoRunTest(unittest.TestCase):
         self.assertEqual(data["chat"]["deployment"], FIRST)
         self.assertIn("standin", data["chat"]["content"])
         self.assertGreater(data["stream"]["chunks"], 1)
+        for call, first, last in ((data["responses"], "response.created", "response.completed"),
+                                  (data["messages"], "message_start", "message_stop")):
+            self.assertEqual(call["deployment"], FIRST, call)
+            self.assertIn("standin", call["content"])
+            self.assertEqual((call["first_event"], call["last_event"]), (first, last))
         failover = data["failover"]
         self.assertEqual((failover["answered_by"], failover["next_answered_by"]), (SECOND, SECOND))
         self.assertEqual(failover["first_tried"], 1)
@@ -73,6 +78,22 @@ class DemoRunTest(unittest.TestCase):
 
 
 class DemoFrontEndTest(unittest.TestCase):
+    def test_keep_hints_are_printed_from_one_place(self):
+        from llm_router import demo
+        from llm_router.commands.demo import render
+
+        report = DemoReport(root="/tmp/llm-router-demo-x", base_url="http://127.0.0.1:4000/v1", kept=True,
+                            api_key="sk-demo", config_path="/tmp/llm-router-demo-x/config/routertool.yaml")
+        report.keep_hints = demo.keep_hints(report)
+        self.assertEqual(report.keep_hints[:2], ["export OPENAI_BASE_URL=http://127.0.0.1:4000/v1",
+                                                 "export OPENAI_API_KEY=sk-demo"])
+        text = render(report)
+        for line in report.keep_hints:
+            self.assertIn(line, text)
+        report.responses = {"model": "coder", "deployment": FIRST, "events": 9, "first_event": "response.created",
+                            "last_event": "response.completed", "content": "hi", "ms": 12.0}
+        self.assertIn("9 events (response.created ... response.completed): 'hi'", render(report))
+
     def test_without_litellm(self):
         with mock.patch("llm_router.runner.litellm_available", return_value=(False, None)):
             code, out, err = run_cli("demo")

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import unittest
+import unittest.mock
 from pathlib import Path
 
 import psutil
@@ -51,9 +52,15 @@ class SmokeStandinTest(TempRepo):
         self.assertEqual(code, 0, json.dumps(envelope["data"]["steps"], indent=1) + err)
         by_name = steps(envelope)
         self.assertEqual(list(by_name), ["sandbox", "doctor", "profile set", "service start", "health",
-                                         "chat completion", "streamed completion", "service stop"])
+                                         "chat completion", "streamed completion", "streamed responses",
+                                         "streamed messages", "service stop"])
         self.assertTrue(all(s["status"] == "ok" for s in by_name.values()))
         self.assertIn("nothing sent upstream", by_name["chat completion"]["detail"])
+        self.assertIn("response.created ... response.completed", by_name["streamed responses"]["detail"])
+        self.assertIn("'llm-router smoke ok'", by_name["streamed responses"]["detail"])
+        self.assertIn("coder/cliproxy/gpt-5-codex: ", by_name["streamed messages"]["detail"])
+        self.assertIn("message_start ... message_stop", by_name["streamed messages"]["detail"])
+        self.assertIn("LiteLLM was not running", by_name["profile set"]["detail"])
         self.assertIn("coder/cliproxy/gpt-5-codex", by_name["chat completion"]["detail"])
         self.assertEqual(envelope["data"]["upstream_requests"], 0)  # mocked: the stand-ins answered nothing
         self.assertEqual(envelope["data"]["started"], ["cliproxyapi_plus", "litellm"])
@@ -91,7 +98,7 @@ class SmokeFailureTest(StackRepo):
         self.assertEqual(by_name["service start"]["status"], "fail")
         self.assertIn("litellm: litellm was not ready within 1 s", by_name["service start"]["detail"])
         self.assertIn("cliproxyapi_plus started", by_name["service start"]["detail"])
-        for name in ("health", "chat completion", "streamed completion"):
+        for name in ("health", "chat completion", "streamed completion", "streamed responses", "streamed messages"):
             self.assertEqual(by_name[name]["status"], "skip")
         self.assertEqual(by_name["service stop"]["status"], "ok")
         self.assertIn("cliproxyapi_plus stopped", by_name["service stop"]["detail"])
@@ -189,6 +196,128 @@ class MockHookTest(unittest.TestCase):
         self.assertNotIn("mock_response", plain)
         with self.assertRaises(AttributeError):
             litellm_hooks.no_such_hook  # noqa: B018
+
+    @requires_litellm
+    def test_responses_and_messages_go_to_the_mock_upstream_after_routing(self):
+        hook = litellm_hooks.smoke_mock
+        for call_type in ("aresponses", "anthropic_messages"):
+            data = {"model": "coder", "metadata": {litellm_hooks.MOCK_KEY: "mocked"}}
+            self.assertNotIn("mock_response", asyncio.run(hook.async_pre_call_hook(None, None, data, call_type)))
+            kwargs = {"api_base": "http://127.0.0.1:8317/v1", "metadata": {litellm_hooks.MOCK_KEY: "mocked"}}
+            out = asyncio.run(hook.async_pre_call_deployment_hook(kwargs, call_type))
+            self.assertEqual(out["api_base"], litellm_hooks.mock_upstream().api_base("mocked"))
+        plain = {"api_base": "http://127.0.0.1:8317/v1", "metadata": {}}
+        self.assertEqual(asyncio.run(hook.async_pre_call_deployment_hook(dict(plain), "aresponses")), plain)
+
+
+class MockUpstreamTest(unittest.TestCase):
+    """The in-process mock upstream the hook sends mocked Responses and Messages calls to."""
+
+    def post(self, path: str, body: dict, text: str = "mocked ok") -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        base = litellm_hooks.mock_upstream().api_base(text)
+        request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def test_streams_carry_the_real_event_sequences(self):
+        status, text = self.post("/responses", {"model": "m", "stream": True})
+        self.assertEqual(status, 200)
+        kinds = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+        self.assertEqual(kinds, ["response.created", "response.in_progress", "response.output_item.added",
+                                 "response.content_part.added", "response.output_text.delta",
+                                 "response.output_text.done", "response.content_part.done",
+                                 "response.output_item.done", "response.completed"])
+        numbers = [json.loads(line[6:])["sequence_number"] for line in text.splitlines() if line.startswith("data: ")]
+        self.assertEqual(numbers, list(range(9)))
+        status, text = self.post("/messages", {"model": "m", "stream": True}, text="naïve ✓")
+        kinds = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+        self.assertEqual(kinds, ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                                 "message_delta", "message_stop"])
+        self.assertIn('"text": "na\\u00efve \\u2713"', text)
+        status, text = self.post("/chat/completions", {"model": "m", "stream": True})
+        self.assertTrue(text.rstrip().endswith("data: [DONE]"), text)
+
+    def test_plain_answers_and_unknown_routes(self):
+        status, text = self.post("/messages", {"model": "m"})
+        self.assertEqual((status, json.loads(text)["content"][0]["text"]), (200, "mocked ok"))
+        status, text = self.post("/responses", {"model": "m"})
+        self.assertEqual(json.loads(text)["output"][0]["content"][0]["text"], "mocked ok")
+        status, text = self.post("/embeddings", {"model": "m"})
+        self.assertEqual(status, 404)
+
+
+class AuthHookTest(unittest.TestCase):
+    """`custom_auth`: the master key in constant time, 401 with the hint otherwise."""
+
+    def test_key_problem(self):
+        self.assertIsNone(litellm_hooks.key_problem("sk-right", "sk-right"))
+        self.assertIsNone(litellm_hooks.key_problem("Bearer sk-right", "sk-right"))
+        self.assertEqual(litellm_hooks.key_problem("", "sk-right"), litellm_hooks.MISSING_KEY)
+        self.assertEqual(litellm_hooks.key_problem(None, "sk-right"), litellm_hooks.MISSING_KEY)
+        self.assertEqual(litellm_hooks.key_problem("sk-wrong", "sk-right"), litellm_hooks.WRONG_KEY)
+        self.assertEqual(litellm_hooks.key_problem("sk-right", None), litellm_hooks.NO_MASTER_KEY)
+        self.assertEqual(litellm_hooks.key_problem("\udcff", "sk-right"), litellm_hooks.WRONG_KEY)
+        for text in (litellm_hooks.MISSING_KEY, litellm_hooks.WRONG_KEY):
+            self.assertIn("LITELLM_MASTER_KEY", text)
+            self.assertIn(".router/secrets/LITELLM_MASTER_KEY", text)
+
+    def test_compares_in_constant_time(self):
+        import inspect
+
+        self.assertIn("hmac.compare_digest", inspect.getsource(litellm_hooks.key_problem))
+
+    @requires_litellm
+    def test_custom_auth(self):
+        from litellm.proxy._types import ProxyException
+
+        class Request:
+            def __init__(self, path: str, headers: dict | None = None):
+                self.url = type("URL", (), {"path": path})()
+                self.headers = headers or {}
+
+        env = {"LITELLM_MASTER_KEY": "sk-master-0123"}
+        with unittest.mock.patch.dict(os.environ, env):
+            ok = asyncio.run(litellm_hooks.custom_auth(Request("/v1/chat/completions"), "sk-master-0123"))
+            self.assertEqual(ok.user_role.value, "proxy_admin")
+            ok = asyncio.run(litellm_hooks.custom_auth(Request("/v1/models", {"x-api-key": "sk-master-0123"}), ""))
+            self.assertEqual(ok.user_role.value, "proxy_admin")
+            for path in ("/v1/chat/completions", "/v1/models", "/v1/messages/count_tokens", "/key/generate"):
+                with self.assertRaises(ProxyException) as caught:
+                    asyncio.run(litellm_hooks.custom_auth(Request(path), "sk-wrong"))
+                self.assertEqual((caught.exception.code, caught.exception.type), ("401", "authentication_error"))
+            # /v1/messages: refused by the hook (Anthropic error shape), but only while the hook is a callback
+            with self.assertRaises(ProxyException):
+                asyncio.run(litellm_hooks.custom_auth(Request("/v1/messages"), ""))
+            import litellm
+
+            with unittest.mock.patch.object(litellm, "callbacks", [litellm_hooks.smoke_mock]):
+                refused = asyncio.run(litellm_hooks.custom_auth(Request("/v1/messages"), ""))
+            self.assertEqual(refused.user_id, litellm_hooks.REFUSED_USER)
+            self.assertEqual(refused.user_role.value, "internal_user_viewer")
+            with self.assertRaises(ProxyException) as caught:
+                asyncio.run(litellm_hooks.smoke_mock.async_pre_call_hook(refused, None, {"model": "coder"},
+                                                                         "anthropic_messages"))
+            self.assertEqual(caught.exception.message, litellm_hooks.MISSING_KEY)
+
+
+class AppliedTextTest(unittest.TestCase):
+    def test_says_what_happened(self):
+        from llm_router.checks.smoke import _applied_text
+
+        self.assertEqual(_applied_text({"applied": {"how": "not running"}}),
+                         "; LiteLLM was not running (it starts on it)")
+        self.assertEqual(_applied_text({"applied": {"how": "restart"}}), "; LiteLLM restarted on it")
+        self.assertEqual(_applied_text({"applied": {"how": "worker swap", "worker_ready_s": 0.3}}),
+                         "; LiteLLM serves it now (worker swap)")
+        self.assertEqual(_applied_text({"applied": {}}), "")
 
 
 if __name__ == "__main__":

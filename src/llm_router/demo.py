@@ -2,9 +2,11 @@
 
 The CLIProxyAPIPlus stand-in (with a Codex-like and a Copilot-like account) and the real LiteLLM proxy on the
 `balanced` profile run in a sandbox (see `sandbox`). The demo then shows the status table, a chat completion and a
-streamed one through the northbound endpoint, a simulated quota exhaustion (429) on the first deployment with the
-request still answered by the second one (which deployment answered, and the latency that added against the
-healthy requests of the same run), the event log, and a clean stop. `keep=True` leaves it running.
+streamed one through the northbound endpoint, a streamed Responses API call (what Codex CLI speaks) and a streamed
+Anthropic Messages call (what Claude Code speaks, forwarded to CLIProxyAPIPlus untranslated), a simulated quota
+exhaustion (429) on the first deployment with the request still answered by the second one (which deployment
+answered, and the latency that added against the healthy requests of the same run), the event log, and a clean
+stop. `keep=True` leaves it running.
 
 Returns data; `commands/demo.py` renders it. Progress goes to `notify` as it happens.
 """
@@ -36,12 +38,15 @@ class DemoReport:
     status: list[dict] = field(default_factory=list)
     chat: dict = field(default_factory=dict)
     stream: dict = field(default_factory=dict)
+    responses: dict = field(default_factory=dict)  # the streamed Responses API call
+    messages: dict = field(default_factory=dict)  # the streamed Anthropic Messages call
     failover: dict = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     stopped: list[dict] = field(default_factory=list)
     kept: bool = False
     api_key: str | None = None  # only with keep: the sandbox's throwaway master key, to try it with any client
     config_path: str = ""
+    keep_hints: list[str] = field(default_factory=list)  # only with keep: what to try next (see keep_hints())
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -56,6 +61,44 @@ class DemoReport:
 
 def _quiet(_: str) -> None:
     return None
+
+
+# ============================================================================ --keep hints: the ONE place
+def keep_hints(report: DemoReport) -> list[str]:
+    """The lines `demo --keep` prints under "still running" (the front end prints them as they are). Every hint for
+    a kept stack belongs here, so clients' snippets (`llm-router connect ...`) are added in this one place."""
+    connect = f"uv run llm-router --config {report.config_path}"
+    return [f"export OPENAI_BASE_URL={report.base_url}",
+            f"export OPENAI_API_KEY={report.api_key}",
+            f"agents (docs/clients.md): {connect} connect codex|claude|openai|llm|aider",
+            f"  one command, nothing written: {connect} run codex -- exec --skip-git-repo-check \"say hello\"",
+            f"  or: {connect} run claude -- -p \"say hello\"",
+            f"stop it: uv run llm-router --config {report.config_path} service stop all && rm -rf {report.root}"]
+# ============================================================================ end of the --keep hints
+
+
+def _responses_stream(client, group: str) -> dict:
+    """One streamed Responses API call (`responses.stream()`, which checks the event order strictly)."""
+    start = time.perf_counter()
+    with client.responses.stream(model=group, input=PROMPT) as stream:
+        response = getattr(stream, "_response", None)  # the SDK keeps the HTTP response there (headers only)
+        deployment = response.headers.get("x-litellm-model-id", "?") if response is not None else "?"
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    return {"model": group, "deployment": deployment, "events": len(kinds), "first_event": kinds[0],
+            "last_event": kinds[-1], "content": final.output_text or "",
+            "ms": round((time.perf_counter() - start) * 1000, 1)}
+
+
+def _messages_stream(cfg, group: str) -> dict:
+    from .checks.smoke import messages_stream
+
+    start = time.perf_counter()
+    result = messages_stream(cfg, group, None, prompt=PROMPT)
+    return {"model": group, "deployment": result["deployment"], "events": len(result["events"]),
+            "first_event": result["events"][0] if result["events"] else "",
+            "last_event": result["events"][-1] if result["events"] else "", "content": result["text"],
+            "ms": round((time.perf_counter() - start) * 1000, 1)}
 
 
 def _timed(client, group: str, **kwargs) -> tuple[float, str, str]:
@@ -102,6 +145,10 @@ def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, tim
             model=group, messages=[{"role": "user", "content": PROMPT}], stream=True) if c.choices]
         report.stream = {"model": group, "chunks": len(chunks), "content": "".join(chunks),
                          "ms": round((time.perf_counter() - start) * 1000, 1)}
+        notify("sending a streamed Responses API call (Codex CLI) and a streamed Anthropic Messages call "
+               "(Claude Code)")
+        report.responses = _responses_stream(client, group)
+        report.messages = _messages_stream(cfg, group)
         healthy = [ms] + [_timed(client, group)[0] for _ in range(HEALTHY_SAMPLES - 1)]
         healthy_ms = round(statistics.median(healthy), 1)
 
@@ -132,11 +179,16 @@ def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, tim
                                    f"{second}")
         if not report.stream["chunks"]:
             report.problems.append("the streamed completion returned no chunks")
+        for name, call in (("Responses", report.responses), ("Messages", report.messages)):
+            if call["deployment"] != first or not call["content"]:
+                report.problems.append(f"the streamed {name} call was answered by {call['deployment']} with "
+                                       f"{call['content'][:40]!r}, expected text from {first}")
 
         if keep:
             reset(box.cliproxy_url)  # no more 429s (LiteLLM still lets the first deployment cool down for 60 s)
             report.kept = True
             report.api_key = cfg.secret(MASTER_KEY_ENV)
+            report.keep_hints = keep_hints(report)
         else:
             notify("stopping the stack")
             report.stopped = services.stop(cfg, "all")

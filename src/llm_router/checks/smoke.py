@@ -1,12 +1,15 @@
 """The operator flow end to end on the real runtime (`llm-router smoke`):
 
-doctor → profile set PROFILE → service start all → health → one chat completion and one streamed completion through
-the LiteLLM endpoint with the `openai` client → service stop (only what smoke itself started).
+doctor → profile set PROFILE → service start all → health → through the LiteLLM endpoint: one chat completion and
+one streamed completion (`openai` client), one streamed Responses API call (`responses.stream()`, what Codex CLI
+speaks) and one streamed Anthropic Messages call (`/v1/messages`, what Claude Code speaks) → service stop (only what
+smoke itself started).
 
-By default both completions are answered by LiteLLM's `mock_response` after the router picked a deployment of the
-model group (see `litellm_hooks`), so nothing is sent upstream and nothing is billed. `live=True` sends the
-non-streamed one for real with `max_tokens: 1`. `standin=True` runs the same flow in a sandbox (see `sandbox`)
-where CLIProxyAPIPlus is the stand-in, so it runs offline with no accounts.
+By default every call is mocked after the router picked a deployment of the model group (see `litellm_hooks`):
+chat by LiteLLM's `mock_response`, Responses and Messages by the in-process mock upstream that LiteLLM's own code
+for that deployment talks to. Nothing is sent upstream and nothing is billed. `live=True` sends the non-streamed
+chat completion for real with `max_tokens: 1` (the other calls stay mocked). `standin=True` runs the same flow in a
+sandbox (see `sandbox`) where CLIProxyAPIPlus is the stand-in, so it runs offline with no accounts.
 
 Smoke leaves the machine as it found it: a service that was already running is not stopped, and a profile it
 changed is put back. Cleanup runs on failure and on Ctrl-C too.
@@ -77,6 +80,68 @@ def client(cfg: RouterConfig, timeout: float = REQUEST_TIMEOUT):
 
     return openai.OpenAI(base_url=cfg.services["litellm"].base_url + "/v1", api_key=cfg.secret(MASTER_KEY_ENV),
                          max_retries=0, timeout=timeout, http_client=openai.DefaultHttpxClient(trust_env=False))
+
+
+def _applied_text(info: dict) -> str:
+    """What `profiles.set_profile` did to the running LiteLLM, as a clause for the step's detail."""
+    applied = info.get("applied") or {}
+    how = applied.get("how") if isinstance(applied, dict) else None
+    if how == "worker swap":
+        return "; LiteLLM serves it now (worker swap)"
+    if how == "restart":
+        return "; LiteLLM restarted on it"
+    if how == "not running":
+        return "; LiteLLM was not running (it starts on it)"
+    return f"; applied: {how}" if how else ""
+
+
+def _sse_events(response) -> list[tuple[str, dict]]:
+    """(event, data) pairs of a server-sent event stream (an httpx streaming response)."""
+    import json
+
+    events, kind, data = [], "", []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                payload = "\n".join(data)
+                events.append((kind, json.loads(payload) if payload.startswith("{") else {"raw": payload}))
+            kind, data = "", []
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    if data:
+        payload = "\n".join(data)
+        events.append((kind, json.loads(payload) if payload.startswith("{") else {"raw": payload}))
+    return events
+
+
+def messages_stream(cfg: RouterConfig, model: str, text: str | None, prompt: str = PROMPT,
+                    timeout: float = REQUEST_TIMEOUT) -> dict:
+    """One streamed Anthropic Messages call (`POST /v1/messages`, `x-api-key` as Claude Code sends it), mocked with
+    `text` unless it is None: {"deployment", "events", "text"}. Raises RouterError on a non-200 answer or an error
+    event."""
+    import httpx
+
+    body = {"model": model, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    if text is not None:
+        body["metadata"] = {MOCK_KEY: text}
+    headers = {"x-api-key": cfg.secret(MASTER_KEY_ENV) or "", "anthropic-version": "2023-06-01",
+               "content-type": "application/json"}
+    url = cfg.services["litellm"].base_url + "/v1/messages"
+    with httpx.Client(trust_env=False, timeout=timeout) as http, http.stream("POST", url, json=body,
+                                                                            headers=headers) as response:
+        if response.status_code != 200:
+            response.read()
+            raise RouterError(f"/v1/messages answered HTTP {response.status_code}: {response.text[:200]}")
+        events = _sse_events(response)
+        deployment = response.headers.get("x-litellm-model-id", "?")
+    kinds = [k for k, _ in events]
+    errors = [d for k, d in events if k == "error" or "error" in d]
+    if errors:
+        raise RouterError(f"/v1/messages streamed an error: {str(errors[0])[:200]}")
+    text_out = "".join(d.get("delta", {}).get("text", "") for k, d in events if k == "content_block_delta")
+    return {"deployment": deployment, "events": kinds, "text": text_out}
 
 
 def _error_text(exc: BaseException) -> str:
@@ -188,8 +253,7 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
         info = profiles.set_profile(cfg, profile)
         if before and before["name"] != profile:
             restore[0] = before["name"]
-        applied = "; LiteLLM restarted on it" if info["applied"] else ""
-        return f"{profile} activated (was {info['previous'] or 'none'}){applied}"
+        return f"{profile} activated (was {info['previous'] or 'none'}){_applied_text(info)}"
 
     def start() -> str:
         parts = []
@@ -263,6 +327,31 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
             raise RouterError(f"the stream ended with {text[:60]!r} instead of the mocked answer")
         return f"{report.model}: {len(parts)} chunks, {text!r} (mocked by LiteLLM, nothing sent upstream)"
 
+    def responses_stream() -> str:
+        if not report.model:
+            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
+        hook_active()
+        with client(cfg).responses.stream(model=report.model, input=PROMPT,
+                                          extra_body={"metadata": {MOCK_KEY: MOCK_TEXT}}) as events:
+            kinds = [event.type for event in events]
+            final = events.get_final_response()
+        text = final.output_text or ""
+        if text != MOCK_TEXT:
+            raise RouterError(f"the Responses stream ended with {text[:60]!r} instead of the mocked answer")
+        return (f"{report.model}: {len(kinds)} events ({kinds[0]} ... {kinds[-1]}), {text!r} "
+                "(mocked, nothing sent upstream)")
+
+    def anthropic_stream() -> str:
+        if not report.model:
+            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
+        hook_active()
+        result = messages_stream(cfg, report.model, MOCK_TEXT)
+        if result["text"] != MOCK_TEXT or "message_stop" not in result["events"]:
+            raise RouterError(f"the Messages stream ended with {result['text'][:60]!r} after "
+                              f"{', '.join(result['events'][-3:]) or 'no events'} instead of the mocked answer")
+        return (f"{report.model} -> {result['deployment']}: {len(result['events'])} events "
+                f"(message_start ... message_stop), {result['text']!r} (mocked, nothing sent upstream)")
+
     def stop() -> str:
         left = [n for n in services.ORDER if was_running[n]]
         notes = [f"left running as found: {', '.join(left)}"] if left else []
@@ -275,7 +364,7 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
 
     def put_back() -> str:
         info = profiles.set_profile(cfg, restore[0])
-        return f"{restore[0]} active again" + ("; LiteLLM restarted on it" if info["applied"] else "")
+        return f"{restore[0]} active again" + _applied_text(info)
 
     try:
         flow.step("doctor", run_doctor)
@@ -284,6 +373,8 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
         flow.step("health", health)
         flow.step("chat completion", chat)
         flow.step("streamed completion", stream)
+        flow.step("streamed responses", responses_stream)
+        flow.step("streamed messages", anthropic_stream)
     finally:
         if before_stop is not None:
             before_stop()

@@ -37,6 +37,12 @@ def render(report) -> str:
         s = report.stream
         out += [f"== streamed completion: model {s['model']}, stream: true",
                 f"{s['chunks']} chunks in {_ms(s['ms'])}: {s['content']!r}", ""]
+    for title, path, call in (("streamed Responses API call (Codex CLI)", "/responses", report.responses),
+                              ("streamed Anthropic Messages call (Claude Code)", "/messages", report.messages)):
+        if call:
+            out += [f"== {title}: POST {report.base_url}{path}, model {call['model']}, stream: true",
+                    f"answered by {call['deployment']} in {_ms(call['ms'])}: {call['events']} events "
+                    f"({call['first_event']} ... {call['last_event']}): {call['content']!r}", ""]
     if report.failover:
         f = report.failover
         out += [f"== quota exhaustion: {f['fault']} (injected with POST /_standin/fault)",
@@ -54,10 +60,7 @@ def render(report) -> str:
         out += [f"== event log ({report.root}/.router/runtime/events.log)",
                 table(rows, ["TIME", "EVENT", "SERVICE", "RESULT", "DETAIL"]), ""]
     if report.kept:
-        out += ["== still running (--keep); try it with any OpenAI client:",
-                f"export OPENAI_BASE_URL={report.base_url}",
-                f"export OPENAI_API_KEY={report.api_key}",
-                f"stop it: uv run llm-router --config {report.config_path} service stop all && rm -rf {report.root}"]
+        out += ["== still running (--keep); try it with any OpenAI client:", *report.keep_hints]
     elif report.stopped:
         out += ["== stop", "; ".join(f"{o['service']} {o['result']}" for o in report.stopped)
                 + f"; removed {report.root}"]
