@@ -39,6 +39,13 @@ def runtime_config(cfg: RouterConfig) -> dict:
         user = loaded or {}
     upstream_key = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
     management_key = keys.ensure_key(cfg, keys.MANAGEMENT_KEY)
+    from .cliproxy_lines import is_sample_key
+
+    if is_sample_key(upstream_key):
+        raise RouterError(f"{UPSTREAM_KEY_ENV} is a sample key from config.example.yaml: CLIProxyAPI 7.1.46+ "
+                          "disables every proxy route while one is configured (safe mode)",
+                          hint=f"unset {UPSTREAM_KEY_ENV} so llm-router generates one, or set a random value",
+                          exit_code=USAGE)
     enforced = dict(user)
     enforced.update({
         "host": svc.host,
@@ -126,3 +133,29 @@ def _message(payload: Any) -> str:
             return str(error.get("message") or error)
         return str(error or payload.get("message") or payload)
     return str(payload)[:200]
+
+
+def installed_features(cfg: RouterConfig, ask_server: bool = False):
+    """What the installed CLIProxyAPI binary offers (cliproxy_lines.Features), or None when none is installed.
+
+    The version and line come from the banner (and the manifest's asset name), the logins from `-h`, and with
+    `ask_server` the routes from the running server (read-only calls with our management key, never generating
+    it). Used by `doctor`; `service start`, `status` and `auth` can call it after the readiness wait."""
+    from . import bootstrap, cliproxy_lines
+
+    binary = cfg.layout.cliproxy_binary
+    if not binary.is_file():
+        return None
+    code, output = bootstrap.probe(binary)
+    match = bootstrap.BANNER.search(output)
+    if not match:
+        return None
+    manifest = bootstrap.read_manifest(cfg.layout.bin_manifest) or {}
+    features = cliproxy_lines.expected_features(match.group(1), manifest.get("asset"))
+    cliproxy_lines.probe_help(features, output)
+    if ask_server:
+        try:
+            cliproxy_lines.probe_server(features, cfg.services[SERVICE].base_url, cfg.secret(keys.MANAGEMENT_KEY))
+        except OSError:
+            pass  # not reachable: keep what the binary said
+    return features

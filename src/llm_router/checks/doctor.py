@@ -175,6 +175,32 @@ def check_binary(cfg: RouterConfig) -> list[Finding]:
     return findings
 
 
+def check_line(cfg: RouterConfig) -> list[Finding]:
+    """Which CLIProxyAPI line is installed, what it lacks (one line), and whether the model groups need Copilot
+    from a line without it. Asks the running server (read-only) when it is up."""
+    from .. import cliproxy, cliproxy_lines
+
+    features = cliproxy.installed_features(cfg, ask_server=services.is_running(cfg, "cliproxyapi_plus"))
+    if features is None:
+        return []  # cliproxy-binary already says what is wrong
+    findings = [Finding("cliproxy-line", OK, cliproxy_lines.describe(features))]
+    gaps = cliproxy_lines.missing(features)
+    cliproxy_providers = {name for name, p in cfg.providers.items() if p.type == "cliproxyapi_plus"}
+    used = {d.model for g in cfg.models for d in g.deployments if d.provider in cliproxy_providers}
+    copilot_only = sorted(m for m in used - _compat_models(cfg)
+                          if cliproxy_lines.oauth_providers_for(m) == {cliproxy_lines.COPILOT})
+    if copilot_only and not features.copilot_login:
+        choices = "; ".join(f"llm-router bootstrap download --repository {name}"
+                            for name, (line, _) in cliproxy_lines.KNOWN_REPOSITORIES.items()
+                            if cliproxy_lines.LINES[line].copilot)
+        findings.append(Finding("cliproxy-line", FAIL, f"{', '.join(copilot_only)} need(s) GitHub Copilot, which "
+                                f"{cliproxy_lines.LINES[features.line].title} does not have", fix=choices))
+    if gaps:
+        findings.append(Finding("cliproxy-line", WARN if features.management in ("off", "rejected") else OK,
+                                "missing: " + "; ".join(gaps)))
+    return findings
+
+
 def _pinned_litellm() -> str | None:
     from ..layout import source_root
 
@@ -412,17 +438,10 @@ def check_exposure(cfg: RouterConfig) -> list[Finding]:
 # --------------------------------------------------------------------------- accounts
 
 def _oauth_providers_for(model: str) -> set[str]:
-    """Which OAuth account types CLIProxyAPIPlus can serve `model` with (the catalogue of reference §4)."""
-    from ..auth.files import CODEX, COPILOT
-    from ..standin.cliproxy import CODEX_MODELS, CODEX_PAID_MODELS, COPILOT_MODELS
+    """Which OAuth account types CLIProxyAPIPlus can serve `model` with (the catalogue in cliproxy_lines)."""
+    from ..cliproxy_lines import oauth_providers_for
 
-    base = re.sub(r"\([^()]*\)$", "", model)  # thinking suffix: model(high)
-    found = set()
-    if base in CODEX_MODELS or base in CODEX_PAID_MODELS:
-        found.add(CODEX)
-    if base in COPILOT_MODELS:
-        found.add(COPILOT)
-    return found
+    return oauth_providers_for(model)
 
 
 def _compat_models(cfg: RouterConfig) -> set[str]:
@@ -506,6 +525,18 @@ def check_accounts(cfg: RouterConfig) -> list[Finding]:
     return findings
 
 
+def check_stale_downloads(cfg: RouterConfig) -> list[Finding]:
+    """Temp folders of bootstrap runs that were killed (read-only: the next `bootstrap download` removes them)."""
+    from .. import bootstrap
+
+    stale = bootstrap.clean_stale_work(cfg.layout, remove=False)
+    if not stale:
+        return []
+    return [Finding("temp-files", WARN, f"{len(stale)} temp folder(s) of an interrupted download in "
+                    f"{_rel(cfg, cfg.layout.tmp_dir)}: {', '.join(stale)}",
+                    fix="llm-router bootstrap download  (removes them)", path=str(cfg.layout.tmp_dir))]
+
+
 # --------------------------------------------------------------------------- all of it
 
 def run(cfg: RouterConfig | None, config_error: RouterError | None = None,
@@ -519,6 +550,7 @@ def run(cfg: RouterConfig | None, config_error: RouterError | None = None,
     steps: list[tuple[str, Callable[[], list[Finding]]]] = [
         ("runtime-folders", lambda: check_folders(cfg)),
         ("cliproxy-binary", lambda: check_binary(cfg)),
+        ("cliproxy-line", lambda: check_line(cfg)),
         ("litellm-runtime", lambda: check_litellm(cfg)),
         ("ports", lambda: check_ports(cfg)),
         ("stale-pids", lambda: check_stale_pids(cfg)),
@@ -529,6 +561,7 @@ def run(cfg: RouterConfig | None, config_error: RouterError | None = None,
         ("oauth-callback-port", lambda: check_callback_port(cfg)),
         ("accounts", lambda: check_accounts(cfg)),
         ("disk-space", lambda: check_disk(cfg)),
+        ("temp-files", lambda: check_stale_downloads(cfg)),
     ]
     for name, step in steps:
         findings += _guarded(name, step)

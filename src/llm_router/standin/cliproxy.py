@@ -39,6 +39,20 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import yaml
 
+from llm_router.cliproxy_lines import (
+    CODEX_MODELS,
+    CODEX_PAID_MODELS,
+    COPILOT_MODELS,
+    LINES,
+    MAINLINE_7,
+    PLUS_6,
+    PLUS_FORK_7,
+    PROVIDER_OWNERS,
+    Features,
+    classify,
+    expected_features,
+    is_sample_key,
+)
 from llm_router.standin.httpbase import (
     Fault,
     RequestError,
@@ -49,9 +63,22 @@ from llm_router.standin.httpbase import (
 )
 
 DEFAULT_VERSION = "6.9.28-0"
+# The builds the stand-in emulates, one per line and era (docs/standins.md): the version alone picks the line,
+# as with the real tags (Plus builds carry a `-N` build number, mainline tags do not).
+EMULATED_VERSIONS = {
+    "6.6.9-0": PLUS_6,  # the newest Plus source ([P] v6.6.9-0)
+    "6.9.28-0": PLUS_6,  # about the last official Plus build
+    "7.2.140": MAINLINE_7,  # router-for-me/CLIProxyAPI v7.2.140 (a7e3596b, 2026-08-22)
+    "7.1.68-6": PLUS_FORK_7,  # kaitranntt/CLIProxyAPIPlus, a Plus fork on 7.x
+}
 COMMIT = "standin"
 BUILT_AT = "2026-04-17T00:00:00Z"
 PROGRAM = "cli-proxy-api-plus"
+MAINLINE_PROGRAM = "cli-proxy-api"
+BAN_FAILURES = 5
+BAN_SECONDS = 30 * 60
+SAFE_MODE_MESSAGE = ("Proxy API endpoints are disabled because api-keys contains template values. Open "
+                     "/management.html?safe-mode=configure, update api-keys in Management, then retry.")
 POLL_INTERVAL = 0.5
 CONFIG_DEBOUNCE = 0.15
 OAUTH_TIMEOUT = 300.0
@@ -60,24 +87,14 @@ CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 CODEX_AUTHORIZE_URL = "https://auth.openai.com/oauth/authorize"
 CODEX_REDIRECT_URI = "http://localhost:1455/auth/callback"
 GITHUB_DEVICE_URL = "https://github.com/login/device"
+CODEX_DEVICE_URL = "https://auth.openai.com/codex/device"
 DEVICE_USER_CODE = "ABCD-1234"
 DEFAULT_EMAIL = "user@example.com"
 DEFAULT_PLAN = "plus"
 DEFAULT_LOGIN = "octocat"
 STATE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
-# Reference §4: [P] v6.6.9-0 list plus the [U] v6.9.28 catalogue; spark needs a plus or pro plan.
-CODEX_MODELS = (
-    "gpt-5", "gpt-5-codex", "gpt-5-codex-mini", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-mini",
-    "gpt-5.1-codex-max", "gpt-5.2", "gpt-5.3-codex", "gpt-5.4", "gpt-5.4-mini",
-)
-CODEX_PAID_MODELS = ("gpt-5.3-codex-spark",)
-COPILOT_MODELS = (
-    "gpt-4.1", "gpt-5", "gpt-5-mini", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-mini",
-    "claude-haiku-4.5", "claude-opus-4.1", "claude-opus-4.5", "claude-sonnet-4", "claude-sonnet-4.5",
-    "gemini-2.5-pro", "gemini-3-pro", "grok-code-fast-1", "raptor-mini",
-)
-PROVIDER_OWNERS = {"codex": "openai", "github-copilot": "github-copilot"}
+# The model catalogue lives in llm_router.cliproxy_lines (imported above, re-exported here).
 
 
 # --- version and console output ------------------------------------------------------------
@@ -91,8 +108,41 @@ def version_at_least(version: str, minimum: tuple[int, int, int]) -> bool:
     return tuple(int(part) for part in re.findall(r"\d+", version)[:3]) >= minimum
 
 
+@dataclass(frozen=True)
+class Emulation:
+    """What the emulated build is: its line, the version it reports, its program name and its features."""
+
+    version: str
+    line: str
+    features: Features
+
+    @property
+    def reported(self) -> str:
+        """Banner and X-CPA-VERSION: Plus 6.x adds `-plus` (GoReleaser ldflags); 7.x builds use the tag as is."""
+        return f"{self.version}-plus" if self.line == PLUS_6 else self.version
+
+    @property
+    def program(self) -> str:
+        return MAINLINE_PROGRAM if self.line == MAINLINE_7 else PROGRAM
+
+    @property
+    def v7(self) -> bool:
+        return self.line != PLUS_6
+
+
+def emulation(version: str | None = None) -> Emulation:
+    version = (version or standin_version()).removeprefix("v")
+    line = os.environ.get("CLIPROXY_STANDIN_LINE") or EMULATED_VERSIONS.get(version) or classify(version).key
+    if line not in LINES:
+        line = classify(version).key
+    features = expected_features(version, LINES[line].binary)
+    if os.environ.get("CLIPROXY_STANDIN_NO_GITHUB_AUTH_URL") == "1":
+        features.github_auth_url = False
+    return Emulation(version, line, features)
+
+
 def banner(version: str) -> str:
-    return f"CLIProxyAPI Version: {version}-plus, Commit: {COMMIT}, BuiltAt: {BUILT_AT}"
+    return f"CLIProxyAPI Version: {emulation(version).reported}, Commit: {COMMIT}, BuiltAt: {BUILT_AT}"
 
 
 def log(level: str, message: str) -> None:
@@ -115,6 +165,19 @@ BOOL_FLAGS = {
     "no-browser": "Don't open browser automatically for OAuth",
 }
 STRING_FLAGS = {"config": "Configure File Path"}
+DEVICE_FLAG = {"codex-device-login": "Login to Codex using device code flow"}  # from 6.8.27
+V7_STRING_FLAGS = {"home-jwt": "Home control plane JWT for mTLS certificate bootstrap and connection"}
+
+
+def flag_sets(emu: Emulation) -> tuple[dict[str, str], dict[str, str]]:
+    """(bool flags, string flags) of the emulated build (mainline 7.x has no -github-copilot-login)."""
+    bools = dict(BOOL_FLAGS)
+    if not emu.features.copilot_login:
+        del bools["github-copilot-login"]
+    if emu.features.codex_device_login:
+        bools |= DEVICE_FLAG
+    strings = dict(STRING_FLAGS) | (V7_STRING_FLAGS if emu.v7 else {})
+    return bools, strings
 GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
@@ -127,9 +190,10 @@ class HelpRequested(Exception):
     """-h or -help was given (exit 0)."""
 
 
-def parse_flags(argv: list[str]) -> dict[str, Any]:
+def parse_flags(argv: list[str], emu: Emulation | None = None) -> dict[str, Any]:
     """Parse like Go's `flag`: `-x`/`--x`, `-x=v`, `-x v` for strings; stop at the first non-flag."""
-    values: dict[str, Any] = {name: False for name in BOOL_FLAGS} | {name: "" for name in STRING_FLAGS}
+    bool_flags, string_flags = flag_sets(emu or emulation())
+    values: dict[str, Any] = {name: False for name in bool_flags} | {name: "" for name in string_flags}
     index = 0
     while index < len(argv):
         arg = argv[index]
@@ -139,11 +203,11 @@ def parse_flags(argv: list[str]) -> dict[str, Any]:
         if not name or name[0] in "-=":
             raise FlagError(f"bad flag syntax: {arg}")
         name, has_value, value = name.partition("=")
-        if name in BOOL_FLAGS:
+        if name in bool_flags:
             if has_value and value not in GO_TRUE | GO_FALSE:
                 raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
             values[name] = not has_value or value in GO_TRUE
-        elif name in STRING_FLAGS:
+        elif name in string_flags:
             if not has_value:
                 index += 1
                 if index == len(argv):
@@ -158,13 +222,15 @@ def parse_flags(argv: list[str]) -> dict[str, Any]:
     return values
 
 
-def usage() -> str:
-    """Go's `flag.PrintDefaults` layout."""
-    lines = [f"Usage of {PROGRAM}:"]
-    for name in sorted(BOOL_FLAGS | STRING_FLAGS):
-        kind = " string" if name in STRING_FLAGS else ""
-        text = BOOL_FLAGS.get(name) or STRING_FLAGS[name]
-        lines.append(f"  -{name}{kind}\n    \t{text}")
+def usage(emu: Emulation | None = None) -> str:
+    """Go's `flag.PrintDefaults` layout (6.x); 7.x prints its own `Usage of <program>` header and lines."""
+    emu = emu or emulation()
+    bool_flags, string_flags = flag_sets(emu)
+    lines = [f"Usage of {emu.program}" if emu.v7 else f"Usage of {emu.program}:"]
+    for name in sorted(bool_flags | string_flags):
+        kind = " string" if name in string_flags else ""
+        text = bool_flags.get(name) or string_flags[name]
+        lines.append(f"  -{name}{kind}\n    {text}" if emu.v7 else f"  -{name}{kind}\n    \t{text}")
     return "\n".join(lines)
 
 
@@ -464,13 +530,15 @@ class OAuthSession:
     provider: str
     created: float = field(default_factory=time.monotonic)
     error: str = ""
+    completed: bool = False
 
 
 class OAuthSessions:
     """Pending logins by state. Finished ones are forgotten, so an unknown state reads as "ok"."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, keep_completed: bool = False) -> None:
         self.timeout = timeout
+        self.keep_completed = keep_completed  # v7: finished sessions read "ok", unknown ones an error
         self._lock = threading.Lock()
         self._sessions: dict[str, OAuthSession] = {}
 
@@ -480,7 +548,7 @@ class OAuthSessions:
             age = now - session.created
             if age > self.timeout + ERROR_RETENTION:
                 del self._sessions[state]
-            elif age > self.timeout and not session.error:
+            elif age > self.timeout and not session.error and not session.completed:
                 session.error = "Timeout waiting for OAuth callback"
 
     def start(self, state: str, provider: str) -> None:
@@ -492,6 +560,10 @@ class OAuthSessions:
             self._expire()
             session = self._sessions.get(state)
         if session is None:
+            if self.keep_completed and state:
+                return {"status": "error", "error": "unknown or expired state"}
+            return {"status": "ok"}
+        if session.completed:
             return {"status": "ok"}
         if session.error:
             return {"status": "error", "error": session.error}
@@ -502,7 +574,7 @@ class OAuthSessions:
         with self._lock:
             self._expire()
             session = self._sessions.get(state)
-        if session is None or session.error or (provider and session.provider != provider):
+        if session is None or session.error or session.completed or (provider and session.provider != provider):
             raise RequestError(404, {"error": "unknown or expired state"})
         return session
 
@@ -512,12 +584,19 @@ class OAuthSessions:
             return [
                 {"state": state, "provider": session.provider, "age": round(time.monotonic() - session.created, 3)}
                 for state, session in self._sessions.items()
-                if not session.error
+                if not session.error and not session.completed
             ]
 
     def finish(self, state: str) -> None:
         with self._lock:
-            self._sessions.pop(state, None)
+            if self.keep_completed and state in self._sessions:
+                self._sessions[state].completed = True
+            else:
+                self._sessions.pop(state, None)
+
+    def cancel(self, state: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(state, None) is not None
 
     def fail(self, state: str, error: str) -> None:
         with self._lock:
@@ -554,9 +633,14 @@ class ProxyState:
         self.config_path = config_path
         self.config = config
         self.version = version
+        self.emu = emulation(version)
+        self.features = self.emu.features
         self.auth_dir = config.auth_dir
         self.auths = scan_auth_dir(self.auth_dir)
-        self.sessions = OAuthSessions(float(os.environ.get("CLIPROXY_STANDIN_OAUTH_TIMEOUT") or OAUTH_TIMEOUT))
+        self.sessions = OAuthSessions(float(os.environ.get("CLIPROXY_STANDIN_OAUTH_TIMEOUT") or OAUTH_TIMEOUT),
+                                      keep_completed=self.emu.v7)
+        self._failures: dict[str, int] = {}
+        self._banned_until: dict[str, float] = {}
         self._config_digest = self._digest()
         self._lock = threading.Lock()
         self._turns: dict[tuple[str | None, str], int] = {}
@@ -624,6 +708,31 @@ class ProxyState:
     def management_enabled(self) -> bool:
         return bool(self.config.secret_hash or os.environ.get("MANAGEMENT_PASSWORD"))
 
+    def safe_mode(self) -> bool:
+        """v7.1.46+: sample api-keys from config.example.yaml disable the proxy routes."""
+        return self.features.safe_mode and any(is_sample_key(key) for key in self.config.api_keys)
+
+    def check_management_key(self, client: str, key: str) -> None:
+        """The management middleware: 401 for a missing or wrong key; after five failures a 30 min ban (403),
+        for non-local clients only before v7 and for localhost too from v7."""
+        now = time.monotonic()
+        banned_until = self._banned_until.get(client, 0.0)
+        if banned_until > now:
+            left = int(banned_until - now)
+            raise RequestError(403, {"error": "IP banned due to too many failed attempts. "
+                                              f"Try again in {left // 60}m{left % 60}s"})
+        local = client in ("127.0.0.1", "::1")
+        if key and self.management_key_ok(key):
+            self._failures.pop(client, None)
+            return
+        if self.features.localhost_ban or not local:
+            with self._lock:
+                self._failures[client] = self._failures.get(client, 0) + 1
+                if self._failures[client] >= BAN_FAILURES:
+                    self._failures[client] = 0
+                    self._banned_until[client] = now + BAN_SECONDS
+        raise RequestError(401, {"error": "invalid management key" if key else "missing management key"})
+
     def management_key_ok(self, key: str) -> bool:
         password = os.environ.get("MANAGEMENT_PASSWORD", "")
         if password and hmac.compare_digest(key.encode(), password.encode()):
@@ -662,7 +771,7 @@ class CliProxyHandler(StandinHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         super().send_response(code, message)
         if self.url_path.startswith("/v0/management/") and self.state.management_enabled():
-            self.send_header("X-CPA-VERSION", f"{self.state.version}-plus")
+            self.send_header("X-CPA-VERSION", self.state.emu.reported)
             self.send_header("X-CPA-COMMIT", COMMIT)
             self.send_header("X-CPA-BUILD-DATE", BUILT_AT)
 
@@ -676,6 +785,8 @@ class CliProxyHandler(StandinHandler):
         if self.url_path.startswith("/v0/management/"):
             self.handle_management(self.url_path[len("/v0/management") :])
             return
+        if self.state.safe_mode() and self.safe_mode_answer():
+            return
         routes = {
             ("GET", "/"): self.root,
             ("GET", "/v1/models"): self.list_models,
@@ -685,13 +796,26 @@ class CliProxyHandler(StandinHandler):
             ("POST", "/v1/messages/count_tokens"): lambda: self.inference("count_tokens"),
             ("POST", "/v1/completions"): lambda: self.inference("completions"),
         }
-        if version_at_least(self.state.version, (6, 9, 10)):
+        if self.state.features.healthz:
             routes[("GET", "/healthz")] = lambda: self.send_json(200, {"status": "ok"})
+        if self.state.features.healthz_head:
+            routes[("HEAD", "/healthz")] = lambda: self.send_json(200, {"status": "ok"})
         route = routes.get((self.command, self.url_path))
         if route is None:
             self.not_found()
         else:
             route()
+
+    def safe_mode_answer(self) -> bool:
+        """v7.1.46 safe mode: `GET /` shows a warning page; `/v1/*` answers 403 `unsafe_example_api_key`."""
+        if self.url_path == "/" and self.command in ("GET", "HEAD"):
+            page = "<!doctype html><html><body><h1>Example API key detected</h1></body></html>"
+            self._send_bytes(200, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+            return True
+        if self.url_path == "/v1" or self.url_path.startswith(("/v1/", "/v1beta")):
+            raise RequestError(403, {"error": "unsafe_example_api_key", "message": SAFE_MODE_MESSAGE},
+                               {"X-CPA-SAFE-MODE": "example-api-key"})
+        return False
 
     def root(self) -> None:
         endpoints = ["POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models"]
@@ -758,25 +882,76 @@ class CliProxyHandler(StandinHandler):
             ("DELETE", "/auth-files"): self.delete_auth_files,
             ("GET", "/api-keys"): lambda: self.send_json(200, {"api-keys": self.state.config.api_keys}),
             ("GET", "/config"): lambda: self.send_json(200, self.state.config.public),
-            ("GET", "/usage"): self.usage,
             ("GET", "/latest-version"): lambda: self.send_json(200, {"latest-version": f"v{self.state.version}"}),
             ("GET", "/codex-auth-url"): self.codex_auth_url,
             ("GET", "/get-auth-status"): self.auth_status,
             ("POST", "/oauth-callback"): self.oauth_callback,
         }
-        github_switched_off = os.environ.get("CLIPROXY_STANDIN_NO_GITHUB_AUTH_URL") == "1"
-        if version_at_least(self.state.version, (6, 9, 0)) and not github_switched_off:
+        features = self.state.features
+        if features.usage:
+            routes[("GET", "/usage")] = self.usage
+        if features.github_auth_url:
             routes[("GET", "/github-auth-url")] = self.github_auth_url
+        if features.copilot_quota:
+            routes[("GET", "/copilot-quota")] = self.copilot_quota
+        if features.reset_quota:
+            routes[("POST", "/reset-quota")] = self.reset_quota
+        if features.routing_strategy:
+            routes[("GET", "/routing/strategy")] = self.routing_strategy
+        if self.state.emu.v7:
+            routes[("DELETE", "/oauth-session")] = self.cancel_session
+        if not self.state.management_enabled():
+            self.management_not_found()
+            return
         route = routes.get((self.command, sub))
-        if route is None or not self.state.management_enabled():
-            self.not_found()
+        if route is None and not self.state.emu.v7:
+            self.not_found()  # 6.x: unknown routes answer before the key is checked
             return
         key = bearer_or_raw(self.headers.get("Authorization")) or (self.headers.get("X-Management-Key") or "").strip()
-        if not key:
-            raise RequestError(401, {"error": "missing management key"})
-        if not self.state.management_key_ok(key):
-            raise RequestError(401, {"error": "invalid management key"})
+        self.state.check_management_key(self.client_address[0], key)
+        if route is None:
+            self.management_not_found()  # v7: the NoRoute handler checks the key first
+            return
         route()
+
+    def management_not_found(self) -> None:
+        """v7 answers `AbortWithStatus(404)` (no body); 6.x has no route at all (Gin's `404 page not found`)."""
+        if self.state.emu.v7:
+            self.send_text(404, "")
+        else:
+            self.not_found()
+
+    def copilot_quota(self) -> None:
+        """Plus forks: the quota of each Copilot account (the stand-in knows none: no network)."""
+        accounts = [auth.name for auth in self.state.auths.values() if auth.type == "github-copilot"]
+        self.send_json(200, {"accounts": [{"name": name, "quota": None} for name in accounts]})
+
+    def reset_quota(self) -> None:
+        """v7.2.22+: clear an auth's cooldowns by `auth_index` (400 without one, 404 for an unknown one)."""
+        try:
+            body = json.loads(self.body or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise RequestError(400, {"error": "invalid request body"})
+        index = str(body.get("auth_index") or "").strip()
+        if not index:
+            raise RequestError(400, {"error": "auth_index is required"})
+        auth = next((a for a in self.state.auths.values() if a.describe()["auth_index"] == index), None)
+        if auth is None:
+            raise RequestError(404, {"error": "auth not found"})
+        self.send_json(200, {"status": "ok", "auth_index": index, "models": list(auth.models())})
+
+    def routing_strategy(self) -> None:
+        routing = self.state.config.public.get("routing")
+        strategy = routing.get("strategy") if isinstance(routing, dict) else None
+        self.send_json(200, {"strategy": strategy or "round-robin"})
+
+    def cancel_session(self) -> None:
+        state = self.query.get("state", "")
+        if not self.state.sessions.cancel(state):
+            raise RequestError(404, {"error": "unknown or expired state"})
+        self.send_json(200, {"status": "ok"})
 
     def list_auth_files(self) -> None:
         self.send_json(200, {"files": [auth.describe() for auth in self.state.auths.values()]})
@@ -908,6 +1083,8 @@ def run_server(config_path: Path, config: ProxyConfig, version: str) -> int:
     if config.auth_dir is not None:
         config.auth_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     state = ProxyState(config_path, config, version)
+    if state.safe_mode():
+        log("error", "unsafe example API key configured; proxy API endpoints disabled until api-keys is updated")
     try:
         server = CliProxyServer(config.port, state)
     except OSError as exc:
@@ -930,6 +1107,10 @@ def run_login(provider: str, config: ProxyConfig) -> int:
     if provider == "codex":
         print("Visit the following URL to continue authentication:", flush=True)
         print(codex_auth_url(secrets.token_hex(16)), flush=True)
+    elif provider == "codex-device":
+        print(f"To authenticate, please visit: {CODEX_DEVICE_URL}", flush=True)
+        print(f"And enter the code: {DEVICE_USER_CODE}", flush=True)
+        provider = "codex"
     else:
         print(f"To authenticate, please visit: {GITHUB_DEVICE_URL}", flush=True)
         print(f"And enter the code: {DEVICE_USER_CODE}", flush=True)
@@ -962,15 +1143,16 @@ def run_login(provider: str, config: ProxyConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     version = standin_version()
+    emu = emulation(version)
     print(banner(version), flush=True)
     try:
-        flags = parse_flags(sys.argv[1:] if argv is None else argv)
+        flags = parse_flags(sys.argv[1:] if argv is None else argv, emu)
     except HelpRequested:
-        print(usage(), file=sys.stderr)
+        print(usage(emu), file=sys.stderr)
         return 0
     except FlagError as exc:
         print(exc, file=sys.stderr)
-        print(usage(), file=sys.stderr)
+        print(usage(emu), file=sys.stderr)
         return 2
     config_path = Path(flags["config"] or "config.yaml").absolute()
     try:
@@ -980,8 +1162,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if flags["codex-login"]:
         return run_login("codex", config)
-    if flags["github-copilot-login"]:
+    if flags.get("github-copilot-login"):
         return run_login("github-copilot", config)
+    if flags.get("codex-device-login"):
+        return run_login("codex-device", config)
     return run_server(config_path, config, version)
 
 
@@ -1025,33 +1209,43 @@ ARCHIVE_DOCS = {
 }
 
 
-def fake_binary_script(version: str = DEFAULT_VERSION, python: str = sys.executable) -> str:
-    """A POSIX shell script that runs this stand-in with `version` baked in."""
+def fake_binary_script(version: str = DEFAULT_VERSION, python: str = sys.executable, line: str | None = None) -> str:
+    """A POSIX shell script that runs this stand-in with `version` (and `line`, when given) baked in."""
     src_dir = Path(__file__).resolve().parents[2]
+    pinned_line = f"CLIPROXY_STANDIN_LINE={shlex.quote(line)}\nexport CLIPROXY_STANDIN_LINE\n" if line else ""
     return (
         "#!/bin/sh\n"
-        f"# llm-router stand-in for {PROGRAM} {version} (not the real binary)\n"
+        f"# llm-router stand-in for {LINES[line].binary if line else PROGRAM} {version} (not the real binary)\n"
         f"CLIPROXY_STANDIN_VERSION={shlex.quote(version.removeprefix('v'))}\n"
         "export CLIPROXY_STANDIN_VERSION\n"
+        f"{pinned_line}"
         f"PYTHONPATH={shlex.quote(str(src_dir))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
         "export PYTHONPATH\n"
         f'exec {shlex.quote(python)} -m llm_router.standin.cliproxy "$@"\n'
     )
 
 
-def install_fake_binary(dest: Path, version: str = DEFAULT_VERSION, python: str = sys.executable) -> Path:
-    """Write the fake `cli-proxy-api-plus` executable (0755) at `dest`."""
+def install_fake_binary(dest: Path, version: str = DEFAULT_VERSION, python: str = sys.executable,
+                        line: str | None = None) -> Path:
+    """Write the fake `cli-proxy-api-plus` (or, for mainline, `cli-proxy-api`) executable (0755) at `dest`."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(fake_binary_script(version, python))
+    dest.write_text(fake_binary_script(version, python, line))
     dest.chmod(0o755)
     return dest
 
 
-def release_asset_name(version: str, os_name: str, arch: str) -> str:
-    """GoReleaser's `CLIProxyAPIPlus_<version>_<os>_<arch>.tar.gz` (`.zip` on windows)."""
+def release_asset_name(version: str, os_name: str, arch: str, line: str | None = None,
+                       no_plugin: bool = False) -> str:
+    """`<Project>_<version>_<os>_<arch>[_no-plugin].tar.gz` (`.zip` on windows). Plus 6.x (GoReleaser) spells
+    arm64 `arm64`; the 7.x release workflows (mainline from 2026-06-07, and the forks) spell it `aarch64`."""
+    version = version.removeprefix("v")
+    line = line or emulation(version).line
+    project = LINES[line].project
+    if line != PLUS_6 and arch == "arm64":
+        arch = "aarch64"
     extension = "zip" if os_name == "windows" else "tar.gz"
-    return f"CLIProxyAPIPlus_{version.removeprefix('v')}_{os_name}_{arch}.{extension}"
+    return f"{project}_{version}_{os_name}_{arch}{'_no-plugin' if no_plugin else ''}.{extension}"
 
 
 def build_release_archive(
@@ -1060,15 +1254,22 @@ def build_release_archive(
     os_name: str = "linux",
     arch: str = "amd64",
     python: str = sys.executable,
+    line: str | None = None,
+    no_plugin: bool = False,
+    binary_version: str | None = None,
 ) -> Path:
-    """A GoReleaser-shaped archive holding the fake binary and the extra files at its root."""
-    binary = f"{PROGRAM}.exe" if os_name == "windows" else PROGRAM
-    members = [(binary, fake_binary_script(version, python).encode(), 0o755)]
+    """A release-shaped archive holding the fake binary (named as the line names it) and the extra files at its
+    root. `binary_version` bakes another version into the binary than the archive's name says (for tests)."""
+    version = version.removeprefix("v")
+    line = line or emulation(version).line
+    program = LINES[line].binary
+    binary = f"{program}.exe" if os_name == "windows" else program
+    members = [(binary, fake_binary_script(binary_version or version, python, line).encode(), 0o755)]
     extras = {"config.example.yaml": CONFIG_EXAMPLE, **ARCHIVE_DOCS}
     members += [(name, text.encode(), 0o644) for name, text in extras.items()]
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    path = dest_dir / release_asset_name(version, os_name, arch)
+    path = dest_dir / release_asset_name(version, os_name, arch, line, no_plugin)
     if os_name == "windows":
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, data, mode in members:

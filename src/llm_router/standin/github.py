@@ -3,6 +3,7 @@
     python -m llm_router.standin.github [--port 0] [--repository OWNER/NAME] [--version V ...]
 
 Routes (GitHub's shapes, reference cliproxyapiplus.md §1):
+  GET /repos/<owner>/<name>  -> {"full_name", "name", "owner": {"login"}, "html_url"} for a repository with a release
   GET /repos/<owner>/<name>/releases/latest and /releases/tags/<tag>
       -> {"tag_name", "name", "html_url", "assets": [{"name", "size", "browser_download_url", "digest"}]}
   GET /<owner>/<name>/releases/download/<tag>/<asset>  -> the file
@@ -56,10 +57,11 @@ class GitHubServer(StandinServer):
         self.releases: dict[tuple[str, str], dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}  # download path -> content
         self.latest: dict[str, str] = {}
-        self.requests: list[dict[str, Any]] = []  # {"method", "path", "authorization"} per request
         self._faults: dict[str, HttpFault] = {}
         self._lock = threading.Lock()
         super().__init__(port, GitHubHandler, "github")
+        # after the base class, whose `requests` is the /v1/ request log (GitHub has no /v1/ paths)
+        self.requests: list[dict[str, Any]] = []  # type: ignore[assignment]  # {"method", "path", "authorization"}
 
     @property
     def url(self) -> str:
@@ -162,6 +164,8 @@ class GitHubHandler(StandinHandler):
 
     def find_release(self) -> dict[str, Any]:
         parts = self.url_path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "repos":
+            return self.find_repository(f"{parts[1]}/{parts[2]}")
         if len(parts) < 5 or parts[0] != "repos" or parts[3] != "releases":
             raise RequestError(404, github_error(404, {}))
         repository = f"{parts[1]}/{parts[2]}"
@@ -175,6 +179,16 @@ class GitHubHandler(StandinHandler):
         if release is None:
             raise RequestError(404, github_error(404, {}))
         return release
+
+    def find_repository(self, repository: str) -> dict[str, Any]:
+        """A repository exists while it has a release (a deleted one, like router-for-me/CLIProxyAPIPlus, is 404)."""
+        with self.server._lock:
+            known = any(name == repository for name, _ in self.server.releases)
+        if not known:
+            raise RequestError(404, github_error(404, {}))
+        owner, name = repository.split("/", 1)
+        return {"full_name": repository, "name": name, "owner": {"login": owner}, "private": False,
+                "html_url": f"https://github.com/{repository}"}
 
     def reset_connection(self) -> None:
         """Close with a TCP RST (linger 0); the socket only really closes once `rfile` (a makefile) is closed."""
@@ -214,15 +228,24 @@ class GitHubHandler(StandinHandler):
 def publish(server: GitHubServer, repository: str, version: str, dest_dir: Path,
             platforms: Iterable[tuple[str, str]] = (("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"),
                                                     ("darwin", "arm64"), ("windows", "amd64"), ("windows", "arm64")),
-            latest: bool = True) -> dict[str, Any]:
-    """Build stand-in archives for `version` plus checksums.txt in `dest_dir` and publish them as tag v<version>."""
+            latest: bool = True, lines: Iterable[str | None] = (None,), no_plugin: bool = False,
+            checksums: bool = True) -> dict[str, Any]:
+    """Build stand-in archives for `version` plus checksums.txt in `dest_dir` and publish them as tag v<version>.
+    `lines` picks the asset kinds (None: the line the version implies; several: a release with both kinds);
+    `no_plugin` adds the 7.x `_no-plugin` builds next to the default ones."""
     from llm_router.standin.cliproxy import build_release_archive, write_checksums
 
     version = version.removeprefix("v")
     folder = Path(dest_dir) / version
-    archives = [build_release_archive(folder, version, os_name, arch) for os_name, arch in platforms]
-    checksums = write_checksums(folder, archives)
-    return server.add_release(repository, f"v{version}", [*archives, checksums], latest=latest)
+    platforms = list(platforms)
+    archives = []
+    for line in lines:
+        for os_name, arch in platforms:
+            archives.append(build_release_archive(folder, version, os_name, arch, line=line))
+            if no_plugin and os_name != "windows":
+                archives.append(build_release_archive(folder, version, os_name, arch, line=line, no_plugin=True))
+    files = [*archives, write_checksums(folder, archives)] if checksums else archives
+    return server.add_release(repository, f"v{version}", files, latest=latest)
 
 
 def main(argv: list[str] | None = None) -> int:
