@@ -239,10 +239,8 @@ class ClaudeTest(ClientStack):
         answer, _ = self.ask("paid", "say hello")
         self.assertIn(f"model {PAID_MODEL}", answer)
         token = self.token()
-        # Through LiteLLM's Messages -> chat translation Claude Code's prompt is not the last user message (a
-        # system reminder follows it), so the stand-in's `RUN:` rule does not see it there: its `tool_call` fault
-        # asks for the Bash call instead (docs/standins.md).
-        standin.set_fault(url, PAID_MODEL, tool_call="Bash", command=f"echo {token}", count=1)
+        # through LiteLLM's Messages -> chat translation the prompt is followed by a system-reminder message; the
+        # stand-in reads the whole user turn (docs/standins.md), as a model would
         answer, _ = self.ask("paid", f"RUN: echo {token}", "--allowedTools", "Bash")
         self.assert_tool_round_trip(url, since, token, answer)
 

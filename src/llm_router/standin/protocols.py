@@ -181,17 +181,20 @@ def _tools(protocol: str, tools: Any) -> list[Tool]:
 
 
 def _chat_turn(messages: list[Any]) -> tuple[str, list[str]]:
+    """The client's latest turn: everything after the last assistant message. Tool results win; else every
+    user message of the turn counts (a translated Anthropic turn can end with a system-reminder message after
+    the prompt)."""
     results: list[str] = []
+    texts: list[str] = []
     for message in reversed(messages):
         role = message.get("role") if isinstance(message, dict) else None
+        if role == "assistant":
+            break
         if role in ("tool", "function"):
             results.insert(0, content_text(message.get("content")))
-            continue
-        if results or role == "assistant":
-            return "", results
-        if role == "user":
-            return content_text(message.get("content")), []
-    return "", results
+        elif role == "user":
+            texts.insert(0, content_text(message.get("content")))
+    return ("", results) if results else ("\n".join(texts), [])
 
 
 def _responses_turn(items: Any) -> tuple[str, list[str]]:
