@@ -55,6 +55,31 @@ class DemoRunTest(unittest.TestCase):
         self.assertFalse(Path(data["root"]).exists())
         self.assertEqual(processes_under(data["root"]), [])
 
+    def test_two_demos_at_once_do_not_collide(self):
+        # Both prefer the same free port; LiteLLM (uvicorn mode) binds only after seconds of imports, so before
+        # readiness had to come from the started process, the second demo sent its requests (and its key) to the
+        # first one's LiteLLM. Each must now serve its own requests on its own port.
+        import os
+        import subprocess
+        import sys
+
+        from llm_router.standin.process import free_port
+
+        port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        argv = [sys.executable, "-m", "llm_router", "demo", "--port", str(port), "--json"]
+        demos = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        for demo in demos:
+            self.addCleanup(lambda d=demo: d.poll() is None and d.kill())
+        results = [demo.communicate(timeout=600) for demo in demos]
+        envelopes = [json.loads(out) for out, _ in results]
+        for (out, err), demo, envelope in zip(results, demos, envelopes):
+            self.assertEqual(demo.returncode, 0, out[-3000:] + err[-3000:])
+            self.assertEqual(envelope["data"]["chat"]["deployment"], FIRST)
+            self.assertEqual(processes_under(envelope["data"]["root"]), [])
+        self.assertNotEqual(envelopes[0]["data"]["base_url"], envelopes[1]["data"]["base_url"])
+
     def test_keep_leaves_a_usable_stack(self):
         code, out, err = run_cli("demo", "--keep")
         root = next(line.split()[-1] for line in out.splitlines() if line.startswith("llm-router demo: "))

@@ -218,6 +218,14 @@ class ProcessIdentityTest(StackRepo):
         self.assertIn("cliproxyapi_plus was started by this command and has been stopped again", err)
         self.assertFalse(self.cfg.layout.pid_file(CP).exists())
 
+    def test_a_host_beyond_loopback_is_warned_at_start(self):
+        self.assertEqual(services.exposure_notes(self.cfg, CP), [])
+        self.config_path.write_text(self.config_path.read_text().replace(
+            f"host: 127.0.0.1, port: {self.ports['cliproxy_port']}", f"host: 0.0.0.0, port: {self.ports['cliproxy_port']}"))
+        notes = services.exposure_notes(self.load(), CP)
+        self.assertEqual(len(notes), 1)
+        self.assertIn("cliproxyapi_plus listens on 0.0.0.0, reachable from other machines", notes[0])
+
     def test_privileged_port_is_a_usage_error(self):
         if os.geteuid() == 0:
             self.skipTest("root may listen on a privileged port")

@@ -169,6 +169,9 @@ class Sandbox:
                 self.notify(f"{exc.message}; picking other free ports")
                 services.stop(self.cfg, "all")
                 self._write_config(self._ports())
+                from . import profiles
+
+                profiles.set_profile(self.cfg, self.profile)  # rendered again: the upstream ports changed
         raise RouterError("no free ports", exit_code=UNAVAILABLE)  # not reached
 
     def upstream_requests(self) -> int | None:

@@ -300,6 +300,15 @@ def port_owner(host: str, port: int) -> str | None:
     return "another program"
 
 
+def exposure_notes(cfg: RouterConfig, name: str) -> list[str]:
+    """The warning a start gives when a service will listen beyond this machine."""
+    svc = cfg.services[name]
+    if svc.is_loopback:
+        return []
+    return [f"{name} listens on {svc.host}, reachable from other machines: set services.{name}.host to 127.0.0.1 "
+            "unless you mean it"]
+
+
 def _check_port(cfg: RouterConfig, name: str) -> None:
     svc = cfg.services[name]
     if 0 < svc.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
@@ -348,9 +357,7 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
         _forget(cfg, name)  # ends what that launch left running (proven by its marker), then drops the file
     launch = PREPARE[name](cfg)
     _check_port(cfg, name)
-    if not cfg.services[name].is_loopback:
-        launch.notes.append(f"{name} listens on {cfg.services[name].host}, reachable from other machines: set "
-                            f"services.{name}.host to 127.0.0.1 unless you mean it")
+    launch.notes += exposure_notes(cfg, name)
     ensure_dir(layout.logs_dir)
     log_path = layout.log_file(name)
     offset = log_path.stat().st_size if log_path.exists() else 0
