@@ -204,6 +204,7 @@ class DoctorChecksTest(DoctorCase):
         self.assertEqual(len(doctor.check_stale_pids(self.cfg)), 2)
 
     def test_binary_checks(self):
+        self.configure("bootstrap: {cliproxy_version: v6.9.28-0}\n")  # the default pin is "latest"
         binary = self.cfg.layout.cliproxy_binary
         install_fake_binary(binary, version="6.9.27-0")
         found = doctor.check_binary(self.cfg)

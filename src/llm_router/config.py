@@ -52,7 +52,8 @@ DEFAULT_HEALTH_PATH = "/v1/models"
 SERVICE_KEYS = {"host", "port", "readiness_path", "health_path", "startup_timeout"}
 EXTRA_SERVICE_KEYS = {"cliproxyapi_plus": {"config_file"}, "litellm": {"mode", "worker_boot_timeout", "max_rss_mb"}}
 LITELLM_MODES = ("gunicorn", "uvicorn")  # gunicorn: profile switches swap workers live; uvicorn: they restart
-BOOTSTRAP_DEFAULTS = {"cliproxy_repository": "router-for-me/CLIProxyAPIPlus", "cliproxy_version": "v6.9.28-0",
+# The Plus fork on 7.x (Copilot needs a Plus line; router-for-me/CLIProxyAPIPlus is gone): cliproxy_lines.py.
+BOOTSTRAP_DEFAULTS = {"cliproxy_repository": "kaitranntt/CLIProxyAPIPlus", "cliproxy_version": "latest",
                       "github_api_url": "https://api.github.com"}
 TOP_KEYS = {"config_version", "runtime_dir", "default_profile", "bootstrap", "services", "providers", "models",
             "secret_files"}

@@ -77,6 +77,8 @@ def download(ctx: Ctx, version: str | None = None, repository: str | None = None
                  "nothing to do (--force reinstalls)"]
     else:
         rows = [["binary", outcome["path"]], ["asset", outcome["asset"]], ["sha256", outcome["sha256"]]]
+        if outcome.get("line") in bootstrap.cliproxy_lines.LINES:
+            rows.append(["line", bootstrap.cliproxy_lines.LINES[outcome["line"]].title])
         lines = [f"installed CLIProxyAPIPlus {_release(outcome)}", *_indent(table(rows))]
     litellm = f"litellm {outcome['litellm_version']}" if outcome["litellm_version"] else "LiteLLM not installed"
     lines.append(f"LiteLLM runner {outcome['litellm_runner']} ({litellm})")
@@ -104,6 +106,8 @@ def status(ctx: Ctx) -> Result:
     if manifest:
         rows += [["sha256", f"{manifest.get('sha256')} ({manifest.get('asset')})"],
                  ["installed", manifest.get("installed_at")]]
+        if manifest.get("line") in bootstrap.cliproxy_lines.LINES:
+            rows.append(["line", bootstrap.cliproxy_lines.LINES[manifest["line"]].title])
     rows.append(["pinned", f"{pinned['version']} from {pinned['repository']} (bootstrap in routertool.yaml)"])
     if data["previous"]:
         rows.append(["previous", f"{data['previous']} (`llm-router bootstrap rollback` switches to it)"])
