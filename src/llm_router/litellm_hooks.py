@@ -191,61 +191,6 @@ def mock_upstream() -> MockUpstream:
         return _instances["mock_upstream"]
 
 
-def mock_events(protocol: str, model: str, text: str, stream: bool) -> tuple[dict | None, list[tuple[str, dict]]]:
-    """(body, []) for a plain answer or (None, [(event, data), ...]) for a stream, as the real APIs send them."""
-    import time
-    import uuid
-
-    created = int(time.time())
-    if protocol == "chat":
-        ident = f"chatcmpl-mock{uuid.uuid4().hex[:12]}"
-        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-        if not stream:
-            return {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}], "usage": usage}, []
-        base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
-        return None, [("", {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
-                                                  "finish_reason": None}]}),
-                      ("", {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-                      ("", {**base, "choices": [], "usage": usage})]
-    if protocol == "responses":
-        item_id = f"msg_mock{uuid.uuid4().hex[:12]}"
-        part = {"type": "output_text", "text": text, "annotations": []}
-        item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
-        done = {"id": f"resp_mock{uuid.uuid4().hex[:12]}", "object": "response", "created_at": created,
-                "status": "completed", "model": model, "output": [item],
-                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
-        if not stream:
-            return done, []
-        running = {**done, "status": "in_progress", "output": [], "usage": None}
-        where = {"output_index": 0, "item_id": item_id, "content_index": 0}
-        events = [("response.created", {"response": running}), ("response.in_progress", {"response": running}),
-                  ("response.output_item.added", {"output_index": 0,
-                                                  "item": {**item, "status": "in_progress", "content": []}}),
-                  ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
-                  ("response.output_text.delta", {**where, "delta": text}),
-                  ("response.output_text.done", {**where, "text": text}),
-                  ("response.content_part.done", {**where, "part": part}),
-                  ("response.output_item.done", {"output_index": 0, "item": item}),
-                  ("response.completed", {"response": done})]
-        return None, [(kind, {"type": kind, "sequence_number": n, **data}) for n, (kind, data) in enumerate(events)]
-    message = {"id": f"msg_mock{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "model": model,
-               "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-               "usage": {"input_tokens": 1, "output_tokens": 1}}
-    if not stream:
-        return message, []
-    events = [("message_start", {"message": {**message, "content": [], "stop_reason": None,
-                                             "usage": {"input_tokens": 1, "output_tokens": 0}}}),
-              ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-              ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}),
-              ("content_block_stop", {"index": 0}),
-              ("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                 "usage": {"output_tokens": 1}}),
-              ("message_stop", {})]
-    return None, [(kind, {"type": kind, **data}) for kind, data in events]
-
-
 MOCK_PATHS = {"/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/messages": "messages"}
 
 
@@ -273,20 +218,19 @@ def _mock_handler():
             if protocol is None or not isinstance(body, dict):
                 self._send(404, {"error": {"message": f"mock upstream: no route {self.path}", "type": "not_found"}})
                 return
-            plain, events = mock_events(protocol, str(body.get("model") or "mock"), text[:MAX_MOCK_CHARS],
-                                        bool(body.get("stream")))
-            if plain is not None:
-                self._send(200, plain)
+            from .standin import protocols  # the stand-ins' one implementation of the real event sequences
+
+            turn = protocols.parse_turn(protocol, body, str(body.get("model") or "mock"))
+            answer = protocols.text_answer(text[:MAX_MOCK_CHARS], None)  # a mock ignores max_tokens
+            if not turn.stream:
+                self._send(200, protocols.render_json(turn, answer))
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            frames = [(f"event: {kind}\n" if kind else "") + f"data: {json.dumps(data)}\n\n" for kind, data in events]
-            if protocol == "chat":
-                frames.append("data: [DONE]\n\n")
-            for frame in frames:
+            for frame in protocols.render_events(turn, answer):
                 data = frame.encode("utf-8")
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.write(b"0\r\n\r\n")

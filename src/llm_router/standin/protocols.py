@@ -334,7 +334,7 @@ def tool_arguments(tool: Tool, command: str) -> dict[str, Any]:
 def decide(turn: Turn, server: str, forced_tool: str | None = None, forced_command: str | None = None) -> Answer:
     """The answer to `turn` under the tool-call rule (module docstring)."""
     if turn.tool_results:
-        return _text_answer("tool said: " + "\n".join(turn.tool_results), turn.limit)
+        return text_answer("tool said: " + "\n".join(turn.tool_results), turn.limit)
     tool = _pick_tool(turn, forced_tool) if turn.protocol != "completions" else None
     if tool is not None:
         given = ARGS_LINE.search(turn.user_text)
@@ -350,10 +350,10 @@ def decide(turn: Turn, server: str, forced_tool: str | None = None, forced_comma
             command = forced_command or (run.group(1).strip() if run else DEFAULT_COMMAND)
             arguments = tool_arguments(tool, command)
         return Answer([], "tool", ToolCall(tool.name, json.dumps(arguments)))
-    return _text_answer(f"standin {server} model {turn.model}", turn.limit)
+    return text_answer(f"standin {server} model {turn.model}", turn.limit)
 
 
-def _text_answer(text: str, limit: int | None) -> Answer:
+def text_answer(text: str, limit: int | None) -> Answer:
     pieces = split_pieces(text)
     if limit is not None and limit < len(pieces):
         cut = pieces[: max(limit, 0)]
