@@ -78,7 +78,8 @@ class DemoRunTest(unittest.TestCase):
             self.assertEqual(demo.returncode, 0, out[-3000:] + err[-3000:])
             self.assertEqual(envelope["data"]["chat"]["deployment"], FIRST)
             self.assertEqual(processes_under(envelope["data"]["root"]), [])
-        self.assertNotEqual(envelopes[0]["data"]["base_url"], envelopes[1]["data"]["base_url"])
+        # (they may end on the same port when one finished before the other started its LiteLLM: what matters is
+        # that each demo's requests, sent with its own key, were answered by its own stack, as checked above)
 
     def test_keep_leaves_a_usable_stack(self):
         code, out, err = run_cli("demo", "--keep")
