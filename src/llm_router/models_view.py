@@ -1,0 +1,276 @@
+"""`llm-router models`: every northbound model -> its deployments in failover order for the active profile -> the
+provider and the accounts behind each -> the live state of each deployment (from the usage store: serving or
+cooling down until when after what error, last error, requests and failures in the last hour), and the quota
+where the upstream tells it.
+
+Nothing here talks to LiteLLM: the live state is what LiteLLM's workers wrote to the usage store (usage.py). A
+cooldown counts as live only while the worker that recorded it is alive (its `workers` row is fresh and its pid
+exists); LiteLLM keeps cooldowns in each worker's memory, so a restarted worker has none.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from . import usage as store
+from .config import RouterConfig
+
+WORKER_STALE = 15.0  # seconds without a heartbeat after which a worker (and its cooldowns) count as gone
+HOUR = 3600.0
+
+
+def split_id(deployment_id: str) -> tuple[str, str, str]:
+    """(group, provider, upstream model) of a deployment id `group/provider/model` (profiles.context)."""
+    group, _, rest = str(deployment_id).partition("/")
+    provider, _, model = rest.partition("/")
+    return group, provider, model
+
+
+def deployment_ids(cfg: RouterConfig) -> list[str]:
+    return [f"{g.name}/{d.provider}/{d.model}" for g in cfg.models for d in g.deployments]
+
+
+def active_profile(cfg: RouterConfig) -> str:
+    from .journal import read_active
+
+    info = read_active(cfg.layout)
+    return info["name"] if info else cfg.default_profile
+
+
+def failover_order(cfg: RouterConfig) -> tuple[str, dict[str, list[dict]], str]:
+    """(profile, {group: [{id, order, cooldown_time}, ...] in order}, source): from the active rendered config
+    when there is one, else rendered now from the active (or default) profile."""
+    import yaml
+
+    profile = active_profile(cfg)
+    path = cfg.layout.active_config
+    text, source = None, str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    if text is None:
+        from . import profiles
+
+        text, source = profiles.render(cfg, profile), f"profile {profile} (rendered; not active yet)"
+    data = yaml.safe_load(text) or {}
+    groups: dict[str, list[dict]] = {}
+    for entry in data.get("model_list") or []:
+        params = entry.get("litellm_params") or {}
+        groups.setdefault(str(entry.get("model_name")), []).append(
+            {"id": str((entry.get("model_info") or {}).get("id")), "order": params.get("order"),
+             "cooldown_time": params.get("cooldown_time")})
+    for deps in groups.values():
+        deps.sort(key=lambda d: (d["order"] is None, d["order"] or 0))
+    return profile, groups, source
+
+
+def accounts_for(cfg: RouterConfig, provider: str, model: str, now: float | None = None) -> list[dict]:
+    """The accounts behind one deployment: CLIProxyAPIPlus auth files that can serve the model (plan, expiry),
+    or a paid provider's key by variable name (set or not, never the value)."""
+    from .auth.files import auth_files, describe
+    from .cliproxy_lines import oauth_providers_for
+
+    spec = cfg.providers.get(provider)
+    if spec is None:
+        return []
+    if spec.type != "cliproxyapi_plus":
+        present = bool(os.environ.get(spec.key_env)) or spec.key_env in cfg.secret_files
+        return [{"kind": "api_key", "variable": spec.key_env, "set": present}]
+    serving = oauth_providers_for(model)
+    result = []
+    for path in auth_files(cfg.layout.auths_dir):
+        info = describe(path)
+        if serving and info.get("provider") not in serving:
+            continue
+        result.append({"kind": "oauth", "file": info["file"], "provider": info["provider"],
+                       "account": info["account"], "plan": info["plan"], "expires_at": info["expires_at"],
+                       "seconds_left": info["seconds_left"]})
+    return result
+
+
+def live_workers(workers: list[dict], now: float) -> list[dict]:
+    alive = []
+    for worker in workers:
+        if (worker.get("seen") or 0) < now - WORKER_STALE:
+            continue
+        try:
+            os.kill(int(worker["pid"]), 0)
+        except ProcessLookupError:
+            continue
+        except (PermissionError, TypeError, ValueError, OverflowError):
+            pass
+        alive.append(worker)
+    return alive
+
+
+def live_cooldowns(reader: store.Reader, now: float) -> dict[str, dict]:
+    """{deployment: the cooldown in force (latest end)} among the cooldowns recorded by live workers."""
+    pids = {w["pid"] for w in live_workers(reader.workers(), now)}
+    result: dict[str, dict] = {}
+    for row in reader.cooldowns(since=now):
+        if row.get("ended") is not None or (row.get("until") or 0) <= now or row.get("pid") not in pids:
+            continue
+        known = result.get(row["deployment"])
+        if known is None or row["until"] > known["until"]:
+            result[row["deployment"]] = row
+    return result
+
+
+def build(cfg: RouterConfig, quota: dict | None = None, now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    profile, groups, source = failover_order(cfg)
+    reader = store.Reader(cfg.layout.usage_dir)
+    try:
+        recent = reader.requests(now - HOUR)
+        last_failures: dict[str, dict] = {}
+        for row in reader._rows("SELECT deployment, ts, outcome, status, error FROM requests "
+                                "WHERE outcome != 'ok' AND id IN (SELECT MAX(id) FROM requests "
+                                "WHERE outcome != 'ok' GROUP BY deployment)"):
+            last_failures[row["deployment"]] = row
+        limits: dict[str, dict] = {}
+        for row in reader._rows("SELECT deployment, ts, rl_requests, rl_tokens FROM requests WHERE id IN "
+                                "(SELECT MAX(id) FROM requests WHERE rl_requests IS NOT NULL "
+                                "OR rl_tokens IS NOT NULL GROUP BY deployment)"):
+            limits[row["deployment"]] = row
+        cooling = live_cooldowns(reader, now)
+        workers = live_workers(reader.workers(), now)
+        exists = reader.exists
+    finally:
+        reader.close()
+    models = []
+    for group in cfg.models:
+        ordered = groups.get(group.name) or [{"id": f"{group.name}/{d.provider}/{d.model}", "order": i + 1,
+                                              "cooldown_time": None} for i, d in enumerate(group.deployments)]
+        deployments = []
+        for dep in ordered:
+            _, provider, model = split_id(dep["id"])
+            rows = [r for r in recent if r.get("deployment") == dep["id"]]
+            cooldown = cooling.get(dep["id"])
+            failure = last_failures.get(dep["id"])
+            state = {"state": "cooling_down" if cooldown else "serving", "cooling_until": None,
+                     "cooling_after": None, "cooldown_seconds_left": None}
+            if cooldown:
+                state.update(cooling_until=cooldown["until"], cooling_after=cooldown.get("status"),
+                             cooldown_seconds_left=round(cooldown["until"] - now, 1))
+            limit = limits.get(dep["id"])
+            deployments.append({
+                "id": dep["id"], "order": dep["order"], "provider": provider, "model": model,
+                "provider_type": cfg.providers[provider].type if provider in cfg.providers else None,
+                "tier": cfg.providers[provider].tier if provider in cfg.providers else None,
+                "cooldown_time": dep["cooldown_time"], "accounts": accounts_for(cfg, provider, model, now),
+                **state,
+                "last_error": None if failure is None else {
+                    "at": failure["ts"], "outcome": failure["outcome"], "status": failure["status"],
+                    "error": failure["error"]},
+                "last_hour": {"requests": len(rows), "failures": sum(1 for r in rows if r.get("outcome") != "ok")},
+                "quota": _quota_for(quota, provider, model, cfg, limit),
+            })
+        models.append({"name": group.name, "deployments": deployments})
+    return {"profile": profile, "order_source": source, "store": str(store.db_path(cfg.layout.usage_dir)),
+            "store_exists": exists, "live_workers": [w["pid"] for w in workers], "now": now, "models": models}
+
+
+def _quota_for(quota: dict | None, provider: str, model: str, cfg: RouterConfig, limit: dict | None) -> dict:
+    """What is known about the remaining quota: rate-limit headers seen on answers, CLIProxyAPIPlus's
+    `/copilot-quota` (with --quota, on a line that has it), else unknown."""
+    result: dict[str, Any] = {"remaining": "unknown", "resets_at": "unknown", "source": None}
+    if limit is not None:
+        result.update(remaining={"requests": limit.get("rl_requests"), "tokens": limit.get("rl_tokens")},
+                      source="x-ratelimit headers", seen_at=limit.get("ts"))
+    spec = cfg.providers.get(provider)
+    if quota and spec is not None and spec.type == "cliproxyapi_plus":
+        result["cliproxy"] = quota
+    return result
+
+
+def cliproxy_quota(cfg: RouterConfig) -> dict:
+    """Ask the running CLIProxyAPIPlus what its line tells about quota: `/copilot-quota` (Plus forks) and whether
+    `reset-quota` (mainline v7.2.22+) exists. Never raises; `{"available": False, "reason": ...}` when it cannot."""
+    from . import services
+    from .cliproxy import SERVICE, Management, installed_features
+    from .errors import RouterError
+
+    if not services.is_running(cfg, SERVICE):
+        return {"available": False, "reason": "CLIProxyAPIPlus is not running"}
+    features = installed_features(cfg, ask_server=True)
+    if features is None:
+        return {"available": False, "reason": "the CLIProxyAPIPlus binary is not installed"}
+    result: dict[str, Any] = {"available": False, "line": features.line, "version": features.version,
+                              "reset_quota": features.reset_quota, "copilot_quota": features.copilot_quota}
+    if not features.copilot_quota:
+        result["reason"] = f"{features.line} {features.version} has no /copilot-quota route"
+        return result
+    try:
+        status, payload = Management(cfg, timeout=10).request("GET", "/copilot-quota", allow=(404,))
+    except RouterError as exc:
+        result["reason"] = exc.message
+        return result
+    if status != 200:
+        result["reason"] = f"/copilot-quota answered HTTP {status}"
+        return result
+    result.update(available=True, accounts=_quota_accounts(payload))
+    return result
+
+
+def _quota_accounts(payload: Any) -> list[dict]:
+    """Per-account entries of a `/copilot-quota` answer, read loosely (the shape differs between forks): name,
+    and remaining / entitlement / reset time when present; anything else is dropped."""
+    entries = payload.get("accounts") if isinstance(payload, dict) else payload
+    if isinstance(entries, dict):
+        entries = [{"name": k, **(v if isinstance(v, dict) else {"quota": v})} for k, v in entries.items()]
+    result = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        quota = entry.get("quota") if isinstance(entry.get("quota"), dict) else entry
+        snapshots = quota.get("quota_snapshots") if isinstance(quota.get("quota_snapshots"), dict) else {}
+        premium = snapshots.get("premium_interactions") if isinstance(snapshots.get("premium_interactions"),
+                                                                      dict) else quota
+        remaining = premium.get("remaining", premium.get("percent_remaining"))
+        result.append({"name": str(entry.get("name") or entry.get("account") or entry.get("email") or "?")[:200],
+                       "remaining": remaining if isinstance(remaining, (int, float)) else "unknown",
+                       "entitlement": premium.get("entitlement") if isinstance(premium.get("entitlement"),
+                                                                               (int, float)) else None,
+                       "resets_at": str(quota.get("quota_reset_date") or quota.get("reset_date")
+                                        or quota.get("resets_at") or "unknown")[:64]})
+    return result
+
+
+def format_time(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def text(view: dict) -> str:
+    lines = [f"profile {view['profile']} (order from {view['order_source']})"]
+    if not view["store_exists"]:
+        lines.append(f"no usage recorded yet ({view['store']}); live state appears after LiteLLM's first request")
+    for group in view["models"]:
+        lines.append(f"{group['name']}")
+        for dep in group["deployments"]:
+            if dep["state"] == "cooling_down":
+                state = (f"COOLING until {format_time(dep['cooling_until'])} ({dep['cooldown_seconds_left']:.0f} s, "
+                         f"after {dep['cooling_after'] or 'an error'})")
+            else:
+                state = "serving"
+            hour = dep["last_hour"]
+            lines.append(f"  {dep['order']}. {dep['id']}  {dep['tier'] or '-'}  {state}  "
+                         f"last hour: {hour['requests']} requests, {hour['failures']} failed")
+            if dep["last_error"]:
+                err = dep["last_error"]
+                lines.append(f"     last error {format_time(err['at'])}: {err['outcome']} "
+                             f"{err['status'] or ''} {err['error'] or ''}".rstrip())
+            for account in dep["accounts"]:
+                if account["kind"] == "api_key":
+                    lines.append(f"     key ${account['variable']} ({'set' if account['set'] else 'NOT SET'})")
+                else:
+                    expiry = account["expires_at"] or "no expiry"
+                    lines.append(f"     account {account['account'] or account['file']} ({account['provider']}, "
+                                 f"plan {account['plan'] or '-'}, expires {expiry})")
+            quota = dep["quota"]
+            if quota["source"] or quota.get("cliproxy"):
+                lines.append(f"     quota: {quota['remaining']} ({quota['source'] or 'cliproxy'})")
+    return "\n".join(lines)

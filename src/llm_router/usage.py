@@ -1,0 +1,600 @@
+"""The usage store: one SQLite file under `.router/runtime/usage/` written from inside LiteLLM, read by
+`llm-router usage`, `models` and `cooldown` (see docs/usage.md).
+
+Writer (`Writer`, inside each LiteLLM worker): callers `submit()` plain dict rows into a bounded queue, which never
+blocks and never raises; one daemon thread drains it in batches (one transaction each). A locked, full, read-only
+or missing database costs rows, which are dropped and counted (`workers.dropped`), never a request. A file that is
+not a database is moved aside (`usage.db.corrupt-<time>`) with a warning and a new one is started. The same thread
+watches the router's cooldowns through `cooldown_source` (start and end of each episode go to the `cooldowns`
+table and are handed to `on_event` for the event log) and applies reset requests from `control.json`, which the
+CLI writes atomically (`request_reset`); each worker acknowledges the sequence number it applied in `workers`.
+
+Bounds: rows older than `max_days` are deleted, and when the file grows past `max_mb` (checked after every
+batch) the oldest rows go until it is under 80 % of it (auto_vacuum=INCREMENTAL gives the pages back). Never
+recorded: prompt or answer text, error messages, headers, keys; a failure is its status code and exception class.
+
+Readers open the file read-only (`mode=ro`); with WAL they never block the writer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+DB_NAME = "usage.db"
+CONTROL_NAME = "control.json"
+DEFAULT_MAX_DAYS = 30
+DEFAULT_MAX_MB = 64
+MIN_MAX_MB = 1
+MAX_MAX_MB = 100_000
+MAX_MAX_DAYS = 3650
+QUEUE_SIZE = 10_000  # rows waiting for the writer; beyond this they are dropped and counted
+BATCH = 500  # rows per transaction at most
+FLUSH_INTERVAL = 0.25  # seconds a row may wait for its batch
+POLL_INTERVAL = 0.5  # seconds between looks at the cooldowns and the control file
+HEARTBEAT_INTERVAL = 2.0  # seconds between a worker's `workers` row updates
+PRUNE_INTERVAL = 30.0  # seconds between age checks (also after every BATCH * 10 rows; size: every batch)
+WAL_PAGES = 256  # pages (4 KiB) after which the WAL is checkpointed into the database
+BUSY_TIMEOUT_MS = 200  # the writer thread waits this long for a lock, then drops the batch
+OUTCOMES = ("ok", "429", "5xx", "timeout", "refused", "client_error", "error")
+PROTOCOLS = ("chat", "responses", "messages", "completions", "embeddings", "other")
+COLUMNS = ("ts", "model", "deployment", "provider", "protocol", "stream", "outcome", "status", "latency_ms",
+           "ttft_ms", "tokens_in", "tokens_out", "trace", "error", "rl_requests", "rl_tokens")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+  id INTEGER PRIMARY KEY, ts REAL NOT NULL, model TEXT, deployment TEXT, provider TEXT, protocol TEXT,
+  stream INTEGER, outcome TEXT, status INTEGER, latency_ms REAL, ttft_ms REAL, tokens_in INTEGER,
+  tokens_out INTEGER, trace TEXT, error TEXT, rl_requests INTEGER, rl_tokens INTEGER);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE TABLE IF NOT EXISTS cooldowns (
+  id INTEGER PRIMARY KEY, deployment TEXT NOT NULL, pid INTEGER, started REAL, until REAL, status INTEGER,
+  ended REAL, end_reason TEXT);
+CREATE INDEX IF NOT EXISTS cooldowns_deployment ON cooldowns (deployment, started);
+CREATE TABLE IF NOT EXISTS workers (
+  pid INTEGER PRIMARY KEY, started REAL, seen REAL, written INTEGER, dropped INTEGER, reset_seq INTEGER,
+  max_mb INTEGER, max_days INTEGER);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_days: float = DEFAULT_MAX_DAYS
+    max_mb: float = DEFAULT_MAX_MB
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
+
+
+def db_path(usage_dir: Path) -> Path:
+    return Path(usage_dir) / DB_NAME
+
+
+def control_path(usage_dir: Path) -> Path:
+    return Path(usage_dir) / CONTROL_NAME
+
+
+def check_settings(max_days: Any, max_mb: Any) -> list[tuple[str, str]]:
+    """(key, problem) for each bad retention value (config.py reports them with their lines)."""
+    problems = []
+    if isinstance(max_days, bool) or not isinstance(max_days, (int, float)) or not 0 < max_days <= MAX_MAX_DAYS:
+        problems.append(("usage_max_days", f"must be a number of days above 0, at most {MAX_MAX_DAYS}"))
+    if isinstance(max_mb, bool) or not isinstance(max_mb, (int, float)) or not MIN_MAX_MB <= max_mb <= MAX_MAX_MB:
+        problems.append(("usage_max_mb", f"must be a number of megabytes between {MIN_MAX_MB} and {MAX_MAX_MB}"))
+    return problems
+
+
+def settings_from(max_days: Any, max_mb: Any) -> Settings:
+    """Settings from possibly bad values: a bad value falls back to its default."""
+    bad = {key for key, _ in check_settings(max_days, max_mb)}
+    return Settings(max_days=DEFAULT_MAX_DAYS if "usage_max_days" in bad else float(max_days),
+                    max_mb=DEFAULT_MAX_MB if "usage_max_mb" in bad else float(max_mb))
+
+
+# --------------------------------------------------------------------------- writer (inside LiteLLM)
+
+class CorruptDatabase(Exception):
+    pass
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+
+
+def open_writer_db(path: Path) -> sqlite3.Connection:
+    """Open (creating 0600 in a 0700 folder) and set up the database for writing; CorruptDatabase when the file
+    is not a SQLite database."""
+    path = Path(path)
+    _private_dir(path.parent)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    try:
+        os.chmod(path, 0o600)
+    except OSError:
+        pass
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"journal_mode is {mode}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")  # the WAL stays near 1 MiB
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * 4096}")
+        conn.executescript(SCHEMA)
+        quick = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if quick != "ok":
+            raise CorruptDatabase(str(quick))
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if _is_corrupt(exc):
+            raise CorruptDatabase(str(exc)) from exc
+        raise
+    for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            os.chmod(side, 0o600)
+        except OSError:
+            pass
+    return conn
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, CorruptDatabase) or "not a database" in text or "malformed" in text or \
+        "file is encrypted" in text
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a corrupt database (and its -wal/-shm) to `<name>.corrupt-<unix time>`; the new name."""
+    target = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, target.with_name(target.name + suffix))
+    return target
+
+
+@dataclass
+class CooldownState:
+    started: float
+    until: float
+    status: int | None = None
+
+
+class Writer:
+    """The store's single writer in one process. `submit` is the only call on the request path."""
+
+    def __init__(self, usage_dir: Path, settings: Settings = Settings(),
+                 cooldown_source: Callable[[], dict[str, CooldownState]] | None = None,
+                 reset: Callable[[list[str]], list[str]] | None = None,
+                 on_event: Callable[[str, dict], None] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.usage_dir = Path(usage_dir)
+        self.path = db_path(self.usage_dir)
+        self.settings = settings
+        self.cooldown_source = cooldown_source
+        self.reset = reset
+        self.on_event = on_event or (lambda kind, detail: None)
+        self.clock = clock
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
+        self.pid = os.getpid()
+        self.started = clock()
+        self.written = 0
+        self.dropped = 0
+        self.warnings: list[str] = []
+        self.applied_seq = 0
+        self._control_mtime: float | None = None
+        self._cooling: dict[str, tuple[int | None, CooldownState]] = {}  # deployment -> (row id, state)
+        self._conn: sqlite3.Connection | None = None
+        self._last_prune = 0.0
+        self._last_beat = 0.0
+        self._since_prune = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- request path
+    def submit(self, row: dict) -> None:
+        try:
+            self.queue.put_nowait(row)
+        except queue.Full:
+            self.dropped += 1
+
+    # -- lifecycle
+    def start(self) -> "Writer":
+        self._thread = threading.Thread(target=self._run, name="llm-router-usage", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the queue is empty and written (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # -- the thread
+    def _run(self) -> None:
+        next_poll = 0.0
+        while not self._stop.is_set():
+            batch = self._collect()
+            if batch:
+                self._write(batch)
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + POLL_INTERVAL
+                self._guard(self._poll)
+        batch = self._collect(wait=False)
+        if batch:
+            self._write(batch)
+        self._guard(self._poll)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _collect(self, wait: bool = True) -> list[dict]:
+        batch: list[dict] = []
+        try:
+            batch.append(self.queue.get(timeout=POLL_INTERVAL) if wait else self.queue.get_nowait())
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + FLUSH_INTERVAL
+        while len(batch) < BATCH:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self._conn is not None:
+            if self.path.exists():
+                return self._conn
+            self._conn.close()  # the file was removed under us: start a new one
+            self._conn = None
+        try:
+            self._conn = open_writer_db(self.path)
+        except CorruptDatabase as exc:
+            self._corrupt(exc)
+        except (sqlite3.Error, OSError) as exc:
+            self._warn(f"usage store {self.path} is unavailable ({exc}); rows are dropped and counted")
+            self._conn = None
+        return self._conn
+
+    def _corrupt(self, exc: BaseException) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        try:
+            aside = move_aside(self.path)
+        except OSError as move_exc:
+            self._warn(f"usage store {self.path} is corrupt ({exc}) and could not be moved aside ({move_exc})")
+            return
+        self._warn(f"usage store {self.path} was corrupt ({exc}); moved to {aside.name}, a new one was started")
+        self.on_event("usage_store_corrupt", {"moved_to": aside.name})
+        try:
+            self._conn = open_writer_db(self.path)
+        except (sqlite3.Error, OSError, CorruptDatabase) as again:
+            self._warn(f"usage store {self.path} could not be started again ({again})")
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            del self.warnings[:-20]
+            self.on_event("usage_store_warning", {"message": message})
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                self._corrupt(exc)
+        except (sqlite3.Error, OSError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - this thread must not die on an unexpected value
+            self._warn(f"usage store: {type(exc).__name__}: {exc}")
+
+    def _write(self, batch: list[dict]) -> None:
+        try:
+            conn = self._db()
+            if conn is None:
+                self.dropped += len(batch)
+                return
+            values = [tuple(_clean(row.get(c)) for c in COLUMNS) for row in batch]
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES "
+                                 f"({', '.join('?' * len(COLUMNS))})", values)
+                conn.execute("COMMIT")
+                self.written += len(batch)
+                self._since_prune += len(batch)
+            except sqlite3.DatabaseError as exc:
+                _rollback(conn)
+                self.dropped += len(batch)
+                if _is_corrupt(exc):
+                    self._corrupt(exc)
+                elif "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                    self._warn(f"usage store {self.path}: {exc}; rows are dropped and counted")
+            now = time.monotonic()
+            if self._since_prune >= BATCH * 10 or now - self._last_prune >= PRUNE_INTERVAL \
+                    or self._size(conn) > self.settings.max_bytes:  # three cheap PRAGMAs per batch
+                self._guard(self.prune)
+        finally:
+            for _ in batch:
+                self.queue.task_done()
+
+    def prune(self) -> None:
+        """Delete rows older than max_days, then the oldest rows while the file is above max_mb."""
+        conn = self._db()
+        if conn is None:
+            return
+        self._last_prune, self._since_prune = time.monotonic(), 0
+        cutoff = self.clock() - self.settings.max_days * 86400
+        conn.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+        conn.execute("DELETE FROM cooldowns WHERE COALESCE(ended, until) < ?", (cutoff,))
+        limit = self.settings.max_bytes
+        for _ in range(50):
+            if self._size(conn) <= limit:
+                break
+            total = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            if not total:
+                break
+            target = int(limit * 0.8)
+            fraction = max(0.05, 1 - target / max(self._size(conn), 1))
+            count = max(1, int(total * fraction))
+            conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY id LIMIT ?)", (count,))
+            conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free a single page
+        if conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            conn.executescript("PRAGMA incremental_vacuum;")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    @staticmethod
+    def _size(conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * conn.execute("PRAGMA page_size").fetchone()[0]
+
+    # -- cooldowns, resets, heartbeat
+    def _poll(self) -> None:
+        conn = self._db()
+        if conn is None:
+            return
+        changed = self._apply_control(conn)
+        self._watch_cooldowns(conn)
+        now = time.monotonic()
+        if changed or now - self._last_beat >= HEARTBEAT_INTERVAL:
+            self._last_beat = now
+            self.heartbeat(conn)
+
+    def heartbeat(self, conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO workers (pid, started, seen, written, dropped, reset_seq, max_mb, max_days) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(pid) DO UPDATE SET seen = excluded.seen, "
+                     "started = excluded.started, written = excluded.written, dropped = excluded.dropped, "
+                     "reset_seq = excluded.reset_seq, max_mb = excluded.max_mb, max_days = excluded.max_days",
+                     (self.pid, self.started, self.clock(), self.written, self.dropped, self.applied_seq,
+                      self.settings.max_mb, self.settings.max_days))
+
+    def _watch_cooldowns(self, conn: sqlite3.Connection, reason: str = "expired") -> None:
+        if self.cooldown_source is None:
+            return
+        current = self.cooldown_source()
+        now = self.clock()
+        for deployment, state in current.items():
+            known = self._cooling.get(deployment)
+            if known is not None and abs(known[1].started - state.started) < 1e-6:
+                continue
+            if known is not None:  # cooled again: the earlier episode ended when this one started
+                self._end(conn, deployment, known, state.started, "re-cooled")
+            cur = conn.execute("INSERT INTO cooldowns (deployment, pid, started, until, status) VALUES (?, ?, ?, ?, ?)",
+                               (deployment, self.pid, state.started, state.until, state.status))
+            self._cooling[deployment] = (cur.lastrowid, state)
+            self.on_event("deployment_cooldown", {"deployment": deployment, "status": state.status,
+                                                  "until": state.until,
+                                                  "seconds": round(state.until - state.started, 3)})
+        for deployment in [d for d in self._cooling if d not in current]:
+            known = self._cooling[deployment]
+            self._end(conn, deployment, known, min(now, known[1].until) if reason == "expired" else now, reason)
+
+    def _end(self, conn, deployment: str, known: tuple[int | None, CooldownState], when: float, reason: str) -> None:
+        row_id, state = known
+        conn.execute("UPDATE cooldowns SET ended = ?, end_reason = ? WHERE id = ?", (when, reason, row_id))
+        self._cooling.pop(deployment, None)
+        self.on_event("deployment_recovered", {"deployment": deployment, "reason": reason,
+                                               "after_seconds": round(when - state.started, 3)})
+
+    def _apply_control(self, conn: sqlite3.Connection) -> bool:
+        """Apply the reset requests this worker has not applied yet; True when there were any. A request clears
+        only the cooldowns that had started when it was made."""
+        path = control_path(self.usage_dir)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if mtime == self._control_mtime:
+            return False
+        self._control_mtime = mtime
+        control = read_control(path)
+        requests = [r for r in control.get("resets", []) if isinstance(r, dict) and isinstance(r.get("seq"), int)
+                    and r["seq"] > self.applied_seq]
+        if not requests:
+            return False
+        for request in sorted(requests, key=lambda r: r["seq"]):
+            targets = request.get("deployments")
+            wanted = None if targets == "*" else {str(t) for t in targets or []}
+            at = request.get("at") if isinstance(request.get("at"), (int, float)) else self.clock()
+            current = self.cooldown_source() if self.cooldown_source is not None else {}
+            clear = [d for d, state in current.items() if (wanted is None or d in wanted) and state.started <= at]
+            cleared = self.reset(clear) if self.reset is not None and clear else []
+            for deployment in cleared:
+                known = self._cooling.get(deployment)
+                if known is not None:
+                    self._end(conn, deployment, known, self.clock(), "reset")
+            self.applied_seq = request["seq"]
+        return True
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return str(value)[:200]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+# --------------------------------------------------------------------------- control file (CLI -> writers)
+
+MAX_CONTROL_BYTES = 256 * 1024
+KEEP_RESETS = 50
+
+
+def read_control(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read(MAX_CONTROL_BYTES + 1)[:MAX_CONTROL_BYTES] or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def request_reset(usage_dir: Path, deployments: Iterable[str] | None) -> int:
+    """Append a reset request (None: every deployment) to control.json atomically; its sequence number."""
+    from .fsutil import ensure_private_dir, write_private
+
+    usage_dir = Path(usage_dir)
+    ensure_private_dir(usage_dir)
+    path = control_path(usage_dir)
+    control = read_control(path)
+    seq = int(control.get("seq") or 0) + 1
+    resets = [r for r in control.get("resets", []) if isinstance(r, dict)][-(KEEP_RESETS - 1):]
+    resets.append({"seq": seq, "deployments": "*" if deployments is None else sorted(set(deployments)),
+                   "at": time.time()})
+    write_private(path, json.dumps({"seq": seq, "at": time.time(), "resets": resets}, indent=1) + "\n")
+    return seq
+
+
+# --------------------------------------------------------------------------- readers (the CLI)
+
+class Reader:
+    """Read-only queries; a missing database reads as empty (`exists` False)."""
+
+    def __init__(self, usage_dir: Path):
+        self.path = db_path(usage_dir)
+        self.exists = self.path.is_file()
+        self.conn: sqlite3.Connection | None = None
+        if self.exists:
+            uri = f"file:{self.path}?mode=ro"
+            self.conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+            self.conn.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[dict]:
+        if self.conn is None:
+            return []
+        try:
+            return [dict(r) for r in self.conn.execute(sql, params)]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+
+    def requests(self, since: float) -> list[dict]:
+        return self._rows(f"SELECT {', '.join(COLUMNS)} FROM requests WHERE ts >= ? ORDER BY ts", (since,))
+
+    def cooldowns(self, since: float | None = None) -> list[dict]:
+        if since is None:
+            return self._rows("SELECT * FROM cooldowns ORDER BY started")
+        return self._rows("SELECT * FROM cooldowns WHERE COALESCE(ended, until) >= ? ORDER BY started", (since,))
+
+    def workers(self) -> list[dict]:
+        return self._rows("SELECT * FROM workers ORDER BY seen DESC")
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal"))
+                   if p.exists())
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return round(ordered[index], 1)
+
+
+BY_KEYS = ("model", "deployment", "provider", "protocol")
+
+
+def summarize(rows: list[dict], by: str) -> list[dict]:
+    """One entry per value of `by`: requests, failures by kind, tokens, latency p50/p95, streamed count."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get(by) or "-"), []).append(row)
+    result = []
+    for key in sorted(groups):
+        items = groups[key]
+        outcomes = {name: 0 for name in OUTCOMES}
+        for row in items:
+            outcomes[row.get("outcome") if row.get("outcome") in outcomes else "error"] += 1
+        latencies = [r["latency_ms"] for r in items if r.get("latency_ms") is not None and r.get("outcome") == "ok"]
+        ttfts = [r["ttft_ms"] for r in items if r.get("ttft_ms") is not None]
+        result.append({
+            by: key, "requests": len(items), "ok": outcomes["ok"], "failures": len(items) - outcomes["ok"],
+            "by_outcome": {k: v for k, v in outcomes.items() if k != "ok" and v},
+            "streamed": sum(1 for r in items if r.get("stream")),
+            "tokens_in": sum(r.get("tokens_in") or 0 for r in items),
+            "tokens_out": sum(r.get("tokens_out") or 0 for r in items),
+            "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+            "ttft_p50_ms": percentile(ttfts, 50),
+        })
+    return result
+
+
+def per_hour(rows: list[dict], since: float, until: float) -> list[dict]:
+    """Requests (and failures) per clock hour from `since` to `until`."""
+    start = int(since // 3600 * 3600)
+    buckets = {start + 3600 * i: [0, 0] for i in range(max(1, int((until - start) // 3600) + 1))}
+    for row in rows:
+        hour = int(row["ts"] // 3600 * 3600)
+        if hour in buckets:
+            buckets[hour][0] += 1
+            buckets[hour][1] += row.get("outcome") != "ok"
+    return [{"hour": hour, "requests": n, "failures": f} for hour, (n, f) in sorted(buckets.items())]
