@@ -1,4 +1,5 @@
-"""The LiteLLM launcher's warm-up of the gunicorn master (`llm_router.litellm_launch`), without starting LiteLLM.
+"""The LiteLLM launcher's warm-up and warm-proof hooks in the gunicorn master (`llm_router.litellm_launch`),
+without starting LiteLLM.
 
 The real master running it is covered by the gunicorn integration tests (`test_integration_switch.py`), which
 also check its `llm-router: warmed` log line."""
@@ -6,7 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import shutil
 import sys
+import tempfile
 import unittest
 from unittest import mock
 
@@ -30,49 +35,132 @@ class WarmTest(unittest.TestCase):
         self.assertEqual(result["skipped"], ["llm_router_not_imported_yet (RuntimeError)"])
 
 
+class WarmAppTest(unittest.TestCase):
+    def test_matches_each_path_once_and_skips_what_is_missing(self):
+        import types
+
+        from starlette.routing import Match
+
+        seen = []
+
+        class Route:
+            def __init__(self, path):
+                self.path = path
+
+            def matches(self, scope):
+                seen.append((self.path, scope["path"]))
+                return (Match.FULL if scope["path"] == self.path else Match.NONE), {}
+
+        fake = types.ModuleType("litellm.proxy.proxy_server")
+        fake.app = types.SimpleNamespace(router=types.SimpleNamespace(routes=[Route("/a"), Route("/b"), Route("/c")]))
+        with mock.patch.dict(sys.modules, {"litellm.proxy.proxy_server": fake}):
+            result = litellm_launch.warm_app(paths=("/b",), models=("llm_router_no_such_module.Model",
+                                                                       "json.JSONDecoder"))
+        self.assertEqual(seen, [("/a", "/b"), ("/b", "/b")])  # stops at the full match, as a request does
+        self.assertEqual(result["routes"], 1)
+        self.assertEqual(result["models"], 0)
+        self.assertEqual(result["skipped"], ["llm_router_no_such_module.Model (ModuleNotFoundError)",
+                                             "json.JSONDecoder (AttributeError)"])
+
+
 class WarmupHookTest(unittest.TestCase):
-    def test_warms_once_after_the_first_fork_in_the_master(self):
+    def setUp(self):
         from gunicorn.arbiter import Arbiter
 
-        original = Arbiter.spawn_worker
-        forks = []
-        try:
-            with mock.patch.object(Arbiter, "spawn_worker", lambda arbiter: forks.append(arbiter) or 4242):
-                plain_spawn = Arbiter.spawn_worker
-                with mock.patch.object(litellm_launch, "warm",
-                                       return_value={"imported": 3, "skipped": ["x (ImportError)"], "seconds": 0.5}) \
-                        as warm:
-                    self.assertTrue(litellm_launch.install_warmup())
-                    err = io.StringIO()
-                    with contextlib.redirect_stderr(err):
-                        self.assertEqual(Arbiter.spawn_worker("arbiter"), 4242)
-                        self.assertEqual(forks, ["arbiter"])  # forked first, warmed after
-                    self.assertIs(Arbiter.spawn_worker, plain_spawn)  # restored: later forks do not warm again
-                    Arbiter.spawn_worker("arbiter")
-                warm.assert_called_once_with()
-                self.assertEqual(forks, ["arbiter", "arbiter"])
-                self.assertEqual(err.getvalue().strip(), "llm-router: warmed 3 modules for the next workers in "
-                                                         "0.50 s; skipped 1: x (ImportError)")
-        finally:
-            Arbiter.spawn_worker = original
+        saved = Arbiter.spawn_worker, Arbiter.handle_winch
 
-    def test_the_forked_worker_never_warms(self):
-        from gunicorn.arbiter import Arbiter
+        def restore():
+            Arbiter.spawn_worker, Arbiter.handle_winch = saved
 
-        original = Arbiter.spawn_worker
+        self.addCleanup(restore)
+        self.Arbiter = Arbiter
+        self.forks = []
+        self.order = []
 
+    def fake_spawn(self, arbiter):
+        self.forks.append(arbiter)
+        self.order.append("fork")
+        return 4242
+
+    def run_spawns(self, env: dict, count: int = 2) -> str:
+        result = {"imported": 3, "skipped": ["x (ImportError)"], "seconds": 0.5}
+        with mock.patch.object(self.Arbiter, "spawn_worker", self.fake_spawn), \
+                mock.patch.dict("os.environ", env), \
+                mock.patch.object(litellm_launch, "warm_all", side_effect=lambda: self.order.append("warm") or result) \
+                as warm:
+            plain_spawn = self.Arbiter.spawn_worker
+            self.assertTrue(litellm_launch.install_warmup())
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                self.assertEqual(self.Arbiter.spawn_worker("arbiter"), 4242)
+                self.assertIs(self.Arbiter.spawn_worker, plain_spawn)  # restored: later forks do not warm again
+                for _ in range(count - 1):
+                    self.Arbiter.spawn_worker("arbiter")
+            warm.assert_called_once_with()
+        self.assertEqual(self.forks, ["arbiter"] * count)
+        return err.getvalue().strip()
+
+    def test_warms_once_before_the_first_fork_by_default(self):
+        line = self.run_spawns({litellm_launch.WARMUP_ENV: "before-fork"})
+        self.assertEqual(self.order, ["warm", "fork", "fork"])  # the first worker is forked warm too
+        self.assertEqual(line, "llm-router: warmed 3 modules before the first worker in 0.50 s; skipped 1: "
+                               "x (ImportError)")
+
+    def test_after_fork_warms_once_right_after_the_first_fork(self):
+        line = self.run_spawns({litellm_launch.WARMUP_ENV: "after-fork"})
+        self.assertEqual(self.order, ["fork", "warm", "fork"])
+        self.assertTrue(line.startswith("llm-router: warmed 3 modules for the next workers in 0.50 s"), line)
+
+    def test_off_never_warms(self):
+        with mock.patch.object(self.Arbiter, "spawn_worker", self.fake_spawn), \
+                mock.patch.dict("os.environ", {litellm_launch.WARMUP_ENV: "off"}), \
+                mock.patch.object(litellm_launch, "warm_all") as warm:
+            litellm_launch.install_warmup()
+            self.Arbiter.spawn_worker("arbiter")
+        warm.assert_not_called()
+
+    def test_the_forked_worker_never_warms_after_the_fork(self):
         def child(arbiter):  # what gunicorn's spawn_worker does in the child: it ends through SystemExit
             raise SystemExit(0)
 
-        try:
-            with mock.patch.object(Arbiter, "spawn_worker", child), \
-                    mock.patch.object(litellm_launch, "warm") as warm:
-                litellm_launch.install_warmup()
-                with self.assertRaises(SystemExit):
-                    Arbiter.spawn_worker("arbiter")
-            warm.assert_not_called()
-        finally:
-            Arbiter.spawn_worker = original
+        with mock.patch.object(self.Arbiter, "spawn_worker", child), \
+                mock.patch.dict("os.environ", {litellm_launch.WARMUP_ENV: "after-fork"}), \
+                mock.patch.object(litellm_launch, "warm_all") as warm:
+            litellm_launch.install_warmup()
+            with self.assertRaises(SystemExit):
+                self.Arbiter.spawn_worker("arbiter")
+        warm.assert_not_called()
+
+    def test_with_a_config_the_master_announces_itself_and_serves_proofs_on_winch(self):
+        from llm_router import prove_worker
+
+        folder = tempfile.mkdtemp(prefix="launch-prove-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        config = os.path.join(folder, "active.yaml")
+        winched = []
+
+        class Arbiter:  # the attributes gunicorn's arbiter has when its main loop handles a signal
+            PIPE = (91, 92)
+            LISTENERS = [mock.Mock(fileno=lambda: 93)]
+
+        with mock.patch.object(self.Arbiter, "spawn_worker", self.fake_spawn), \
+                mock.patch.object(self.Arbiter, "handle_winch", lambda arbiter: winched.append(arbiter)), \
+                mock.patch.dict("os.environ", {litellm_launch.WARMUP_ENV: "off"}), \
+                mock.patch.object(prove_worker, "serve_requests") as serve:
+            litellm_launch.install_warmup(config)
+            self.Arbiter.spawn_worker("arbiter")
+            hello = json.loads(open(os.path.join(folder, "prove", prove_worker.HELLO)).read())
+            self.assertEqual(hello["pid"], os.getpid())
+            arbiter = Arbiter()
+            self.Arbiter.handle_winch(arbiter)
+        serve.assert_called_once_with(os.path.join(folder, "prove"), (91, 92, 93))
+        self.assertEqual(winched, [arbiter])  # gunicorn's own handling still runs (it ignores WINCH undaemonized)
+
+    def test_the_config_flag_is_found(self):
+        self.assertEqual(litellm_launch.config_arg(["--config", "/a.yaml", "--port", "1"]), "/a.yaml")
+        self.assertEqual(litellm_launch.config_arg(["-c", "/b.yaml"]), "/b.yaml")
+        self.assertEqual(litellm_launch.config_arg(["--config=/c.yaml"]), "/c.yaml")
+        self.assertIsNone(litellm_launch.config_arg(["--port", "1", "--config"]))
 
     def test_without_gunicorn_nothing_is_installed(self):
         with mock.patch.dict(sys.modules, {"gunicorn.arbiter": None}):

@@ -14,6 +14,12 @@ What the ratio compares (LiteLLM part only):
                    script, spawn, worker-boot watch, readiness polling (every 0.2 s) and the CLI's exit.
   BARE           = from Popen of the bare command to its first 200 on /health/readiness (polled every 50 ms).
   RATIO          = median(ROUTER_LITELLM) / median(BARE) per mode; target <= 1.10.
+First request (issue 18): the moment a start is ready (the CLI exited; the bare command answered readiness), one
+chat completion is sent (model `coder`, a fresh connection each, answered by the CLIProxyAPIPlus stand-in), then
+FIRST_NEXT (20) more back to back: FIRST_MS against the median of the next ones, target <= 3x for the router
+(plain LiteLLM, the bare row, imports about a hundred modules on its first request). `--compare-warmup` adds a
+gunicorn router kind `router-after-fork` (LLM_ROUTER_WARMUP=after-fork: the master warms after its first fork, as
+before issue 18) to the same interleaved rounds, so the cost of warming before the first fork shows in the ratio.
 The CLIProxyAPIPlus part (start of the CLI process to that event: the CLI's own start-up included) and the total
 are reported beside it; FIRST_200 is when an outside poller (every 50 ms) first got 200 from the router's LiteLLM,
 counted from its spawn, so ROUTER_LITELLM - FIRST_200 is what the router adds around LiteLLM's own start.
@@ -26,7 +32,8 @@ running case in the inherited environment: there llm-router compiles its own mod
 writes bytecode for the installed packages, see `compile-bytecode` in pyproject.toml, but not for the editable
 checkout). One `python -X importtime` run of the status command names the heaviest imports.
 
-    uv run python scripts/bench/start.py [--runs N] [--status-runs N] [--mode gunicorn|uvicorn] [--json]
+    uv run python scripts/bench/start.py [--runs N] [--status-runs N] [--mode gunicorn|uvicorn] [--compare-warmup]
+                                         [--json]
     uv run inv bench.start [--runs N] [--status-runs N] [--json]
 """
 from __future__ import annotations
@@ -55,7 +62,7 @@ import psutil  # noqa: E402
 from llm_router import config as config_mod  # noqa: E402
 from llm_router import events, health, services  # noqa: E402
 from llm_router.output import table  # noqa: E402
-from llm_router.standin.cliproxy import install_fake_binary  # noqa: E402
+from llm_router.standin.cliproxy import install_fake_binary, write_codex_login  # noqa: E402
 from llm_router.standin.process import free_port  # noqa: E402
 from llm_router.workers import STARTED  # noqa: E402
 from tests.support import STACK_CONFIG, patched_env  # noqa: E402
@@ -66,6 +73,8 @@ ROUTER = [str(BIN / "llm-router")] if (BIN / "llm-router").exists() else [sys.ex
 MODES = ("gunicorn", "uvicorn")
 TARGET_RATIO = 1.10
 TARGET_STATUS_MS = 150.0
+TARGET_FIRST_X = 3.0
+FIRST_NEXT = 20
 READY_POLL = 0.05  # the outside poller; the router itself polls every services.POLL (0.2 s)
 START_TIMEOUT = 180.0  # generous: other test suites share the 2 cores
 BARE_HUNG_AFTER = 20.0  # a bare gunicorn worker not started this long after its fork hung (reference: litellm.md §9)
@@ -270,7 +279,34 @@ def boots_since(path: Path, offset: int) -> tuple[list[int], set[int]]:
 
 # --------------------------------------------------------------------------- (a) start
 
-def router_start(stack: StackDir, procs: Processes) -> dict:
+def first_requests(base_url: str, key: str | None, count: int = FIRST_NEXT) -> dict:
+    """The first chat completion against a just-started LiteLLM, then `count` more: latencies in seconds."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    body = json.dumps({"model": "coder", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 5})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    latencies, errors = [], []
+    for _ in range(count + 1):
+        p0 = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+            conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            conn.close()
+            if answer.status != 200:
+                errors.append(f"HTTP {answer.status}")
+        except OSError as exc:
+            errors.append(type(exc).__name__)
+        latencies.append(time.perf_counter() - p0)
+    nxt = median(latencies[1:])
+    return {"first_s": latencies[0], "next_median_s": nxt, "next_max_s": max(latencies[1:], default=None),
+            "first_x": latencies[0] / nxt if nxt else None, "request_errors": errors[:3]}
+
+
+def router_start(stack: StackDir, procs: Processes, warmup: str | None = None) -> dict:
     cfg, layout = stack.cfg, stack.cfg.layout
     log = layout.log_file("litellm")
     offset = log_size(log)
@@ -279,24 +315,26 @@ def router_start(stack: StackDir, procs: Processes) -> dict:
     t0 = time.time()
     p0 = time.perf_counter()
     try:
-        done = stack.cli("service", "start", "all", timeout=2 * START_TIMEOUT + 60)
+        with patched_env({"LLM_ROUTER_WARMUP": warmup}):
+            done = stack.cli("service", "start", "all", timeout=2 * START_TIMEOUT + 60)
     finally:
         total = time.perf_counter() - p0
         procs.remember_records(cfg)
         poller.stop()
     if done.returncode != 0:
         raise BenchError(f"`service start all` failed (exit {done.returncode}): {(done.stdout + done.stderr)[-800:]}")
+    first = first_requests(stack.litellm_base(), cfg.secret("LITELLM_MASTER_KEY"))
     t_end = t0 + total
     started = [e for e in events.for_config(cfg).read(event="service_start")
                if e["result"] == "ok" and epoch(e["timestamp"]) >= t0 - 0.01]
     cliproxy_ready = epoch(next(e for e in started if e["service"] == "cliproxyapi_plus")["timestamp"])
     record, _ = services.read_record(layout, "litellm")
     forked, ready_workers = boots_since(log, offset)
-    return {"kind": "router", "mode": stack.mode, "total_s": total, "cliproxy_s": cliproxy_ready - t0,
-            "litellm_s": t_end - cliproxy_ready,
+    return {"kind": "router" if not warmup else f"router-{warmup}", "mode": stack.mode, "total_s": total,
+            "cliproxy_s": cliproxy_ready - t0, "litellm_s": t_end - cliproxy_ready,
             "first_200_s": (poller.at - record.started_at) if poller.at and record else None,
             "workers_forked": len(forked), "hung_replaced": len([p for p in forked if p not in ready_workers]),
-            "pid": record.pid if record else None}
+            "pid": record.pid if record else None, **first}
 
 
 def bare_start(stack: StackDir, procs: Processes) -> dict:
@@ -322,6 +360,7 @@ def bare_start(stack: StackDir, procs: Processes) -> dict:
             if health.probe(url, None, timeout=1.0).ready:
                 elapsed = time.perf_counter() - t0
                 result.update(total_s=elapsed, litellm_s=elapsed, first_200_s=elapsed)
+                result.update(first_requests(f"http://127.0.0.1:{port}", env.get("LITELLM_MASTER_KEY")))
                 break
             if proc.poll() is not None:
                 raise BenchError(f"bare litellm exited with {proc.returncode}: {log_path.read_text()[-800:]}")
@@ -342,18 +381,20 @@ def bare_start(stack: StackDir, procs: Processes) -> dict:
     return result
 
 
-def measure_start(stack: StackDir, procs: Processes, modes: list[str], runs: int) -> list[dict]:
+def measure_start(stack: StackDir, procs: Processes, modes: list[str], runs: int,
+                  compare_warmup: bool = False) -> list[dict]:
     rows = []
     for round_no in range(runs):
         for mode in modes:
             stack.write(mode)
-            order = ("router", "bare") if round_no % 2 == 0 else ("bare", "router")
+            kinds = ["router", "bare"] + (["router-after-fork"] if compare_warmup and mode == "gunicorn" else [])
+            order = kinds if round_no % 2 == 0 else kinds[::-1]
             for kind in order:
                 print(f"  round {round_no + 1}/{runs} {mode:8s} {kind:6s} ... load {loadavg()}",
                       file=sys.stderr, flush=True)
-                if kind == "router":
+                if kind.startswith("router"):
                     try:
-                        row = router_start(stack, procs)
+                        row = router_start(stack, procs, warmup=kind[len("router-"):] or None)
                     finally:
                         services.stop(stack.cfg, "all")
                 else:
@@ -368,21 +409,39 @@ def measure_start(stack: StackDir, procs: Processes, modes: list[str], runs: int
 def summarize_start(rows: list[dict], modes: list[str]) -> list[dict]:
     summary = []
     for mode in modes:
-        router = [r for r in rows if r["mode"] == mode and r["kind"] == "router"]
         bare = [r for r in rows if r["mode"] == mode and r["kind"] == "bare" and not r.get("hung")]
-        r_lite, b_lite = median([r["litellm_s"] for r in router]), median([r["litellm_s"] for r in bare])
-        ratio = r_lite / b_lite if r_lite and b_lite else None
-        summary.append({
-            "mode": mode, "router_runs": len(router), "bare_runs": len(bare),
-            "bare_hung": len([r for r in rows if r["mode"] == mode and r["kind"] == "bare" and r.get("hung")]),
-            "router_total_s": median([r["total_s"] for r in router]),
-            "router_cliproxy_s": median([r["cliproxy_s"] for r in router]),
-            "router_litellm_s": r_lite,
-            "router_first_200_s": median([r["first_200_s"] for r in router if r["first_200_s"] is not None]),
-            "bare_litellm_s": b_lite, "ratio": ratio,
-            "router_hung_replaced": sum(r["hung_replaced"] for r in router),
-            "target": "ok" if ratio is not None and ratio <= TARGET_RATIO else f"ratio > {TARGET_RATIO:.2f}"})
+        b_lite = median([r["litellm_s"] for r in bare])
+        kinds = sorted({r["kind"] for r in rows if r["mode"] == mode and r["kind"].startswith("router")})
+        for kind in kinds:
+            router = [r for r in rows if r["mode"] == mode and r["kind"] == kind]
+            r_lite = median([r["litellm_s"] for r in router])
+            ratio = r_lite / b_lite if r_lite and b_lite else None
+            first_x = median([r["first_x"] for r in router if r.get("first_x")])
+            missed = []
+            if ratio is None or ratio > TARGET_RATIO:
+                missed.append(f"ratio > {TARGET_RATIO:.2f}")
+            if kind == "router" and mode == "gunicorn" and (first_x is None or first_x > TARGET_FIRST_X):
+                missed.append(f"first > {TARGET_FIRST_X:g}x")
+            summary.append({
+                "mode": mode, "kind": kind, "router_runs": len(router), "bare_runs": len(bare),
+                "bare_hung": len([r for r in rows if r["mode"] == mode and r["kind"] == "bare" and r.get("hung")]),
+                "router_total_s": median([r["total_s"] for r in router]),
+                "router_cliproxy_s": median([r["cliproxy_s"] for r in router]),
+                "router_litellm_s": r_lite,
+                "router_first_200_s": median([r["first_200_s"] for r in router if r["first_200_s"] is not None]),
+                "bare_litellm_s": b_lite, "ratio": ratio,
+                "first_ms": _ms(median([r["first_s"] for r in router if r.get("first_s")])),
+                "next_ms": _ms(median([r["next_median_s"] for r in router if r.get("next_median_s")])),
+                "first_x": first_x,
+                "bare_first_ms": _ms(median([r["first_s"] for r in bare if r.get("first_s")])),
+                "bare_first_x": median([r["first_x"] for r in bare if r.get("first_x")]),
+                "router_hung_replaced": sum(r["hung_replaced"] for r in router),
+                "target": ("; ".join(missed) or "ok") if kind == "router" else "comparison"})
     return summary
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1000
 
 
 # --------------------------------------------------------------------------- (b) status
@@ -501,18 +560,26 @@ def render(report: dict) -> str:
         out.append("(a) start, every run (seconds)")
         out.append(table([[r["round"], r["mode"], r["kind"], fmt(r["total_s"]), fmt(r["cliproxy_s"]),
                            fmt(r["litellm_s"]) + (" HUNG" if r.get("hung") else ""), fmt(r["first_200_s"]),
-                           r["workers_forked"], r["hung_replaced"], r["load"].split(" ")[0]]
+                           fmt(r.get("first_s"), 0, 1000), fmt(r.get("next_median_s"), 0, 1000),
+                           fmt(r.get("first_x"), 1), r["workers_forked"], r["hung_replaced"],
+                           r["load"].split(" ")[0]]
                           for r in start["runs"]],
-                         ["ROUND", "MODE", "KIND", "TOTAL", "CLIPROXY", "LITELLM", "FIRST_200", "FORKED",
-                          "HUNG_REPLACED", "LOAD1"]))
+                         ["ROUND", "MODE", "KIND", "TOTAL", "CLIPROXY", "LITELLM", "FIRST_200", "FIRST_MS",
+                          "NEXT20_MS", "FIRST_X", "FORKED", "HUNG_REPLACED", "LOAD1"]))
         out.append("")
         out.append("(a) start, medians (seconds); RATIO = ROUTER_LITELLM / BARE")
-        out.append(table([[s["mode"], f"{s['router_runs']}/{s['bare_runs']}", fmt(s["router_total_s"]),
+        out.append(table([[s["mode"], s["kind"], f"{s['router_runs']}/{s['bare_runs']}", fmt(s["router_total_s"]),
                            fmt(s["router_cliproxy_s"]), fmt(s["router_litellm_s"]), fmt(s["router_first_200_s"]),
-                           fmt(s["bare_litellm_s"]), fmt(s["ratio"], 3), s["bare_hung"], s["router_hung_replaced"],
+                           fmt(s["bare_litellm_s"]), fmt(s["ratio"], 3), fmt(s["first_ms"], 0),
+                           fmt(s["next_ms"], 0), fmt(s["first_x"], 1), fmt(s["bare_first_ms"], 0),
+                           fmt(s["bare_first_x"], 1), s["bare_hung"], s["router_hung_replaced"],
                            s["target"]] for s in start["summary"]],
-                         ["MODE", "RUNS", "ROUTER_TOTAL", "CLIPROXY", "ROUTER_LITELLM", "FIRST_200", "BARE",
-                          "RATIO", "BARE_HUNG", "ROUTER_REPLACED", "TARGET"]))
+                         ["MODE", "KIND", "RUNS", "ROUTER_TOTAL", "CLIPROXY", "ROUTER_LITELLM", "FIRST_200", "BARE",
+                          "RATIO", "FIRST_MS", "NEXT20_MS", "FIRST_X", "BARE_FIRST_MS", "BARE_FIRST_X", "BARE_HUNG",
+                          "ROUTER_REPLACED", "TARGET"]))
+        out.append(f"FIRST_MS: the first chat completion once ready; NEXT20_MS: median of the {FIRST_NEXT} after it; "
+                   f"FIRST_X = FIRST_MS / NEXT20_MS (target <= {TARGET_FIRST_X:g} for the gunicorn `router`; uvicorn mode forks nothing, so nothing is warmed); BARE_FIRST_*: the "
+                   "same against the bare command")
         out.append("ROUTER_LITELLM: CLIProxyAPIPlus ready (its service_start event) -> `service start all` exited; "
                    "BARE: Popen -> first 200 on /health/readiness (50 ms polls); CLIPROXY: CLI launched -> "
                    "CLIProxyAPIPlus ready (includes the CLI's own start-up); FIRST_200: the router's LiteLLM spawn "
@@ -547,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start rounds per mode (default 6: single starts vary by about ±15 %% here)")
     parser.add_argument("--status-runs", type=int, default=15, help="status runs per measurement (default 15)")
     parser.add_argument("--mode", action="append", choices=MODES, help="repeatable; default: both")
+    parser.add_argument("--compare-warmup", action="store_true",
+                        help="add a gunicorn router kind with LLM_ROUTER_WARMUP=after-fork to every round")
     parser.add_argument("--skip-start", action="store_true", help="only the status part")
     parser.add_argument("--skip-status", action="store_true", help="only the start part")
     parser.add_argument("--no-diagnostic", action="store_true", help="skip the status diagnostic row (inherited environment)")
@@ -564,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with bytecode_cache(args.bytecode_cache):
             stack = StackDir(root)
+            # an account for the stand-in, so that the first-request chat completions are answered (200)
+            write_codex_login(stack.cfg.layout.auths_dir, "bench@example.com", "plus")
             try:
                 if args.bytecode_cache:
                     print("priming the bytecode cache (one unmeasured start) ...", file=sys.stderr, flush=True)
@@ -575,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.skip_start:
                     print(f"start: {args.runs} rounds x {', '.join(modes)} (~15-40 s per start) ...",
                           file=sys.stderr, flush=True)
-                    runs = measure_start(stack, procs, modes, args.runs)
+                    runs = measure_start(stack, procs, modes, args.runs, args.compare_warmup)
                     report["start"] = {"runs": runs, "summary": summarize_start(runs, modes)}
                 if not args.skip_status:
                     report["status"] = measure_status_all(stack, procs, args.status_runs,
@@ -590,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     report["load_after"] = loadavg()
     print(json.dumps(report, indent=2) if args.json else render(report))
-    missed = [s for s in report.get("start", {}).get("summary", []) if s["target"] != "ok"]
+    missed = [s for s in report.get("start", {}).get("summary", []) if s["target"] not in ("ok", "comparison")]
     missed += [r for r in report.get("status", {}).get("rows", [])[:2] if r["target"] != "ok"]
     return 1 if missed else 0
 

@@ -15,8 +15,16 @@ wall time; the `profile_switch` event's seconds / worker_ready_s / switch_s; NEW
 from the new profile's first deployment; LAST_OLD: CLI launch -> start of the last request the old profile served.
 Targets (gunicorn): 0 failed, window p99 < 1 s, NEW_SERVED and LAST_OLD <= 2 s.
 
+Before those passes, gunicorn mode runs an early pass (RETRIES `early`): the load starts the moment `service start
+all` returns, and `profile set` runs EARLY_AT (2 s) after that, with the proof cache emptied first, so the switch
+proves its profile synchronously whatever the background prover has done by then (the first switch a user makes
+right after start; issue 18). Its row says whether the background prover was still running (BG_PROVER).
+Memory: RSS (and PSS: shared pages counted once) of the stack's processes right after start, after the early
+switch, and after --memory-switches (10) more switches without load; plus the processes of LiteLLM's launch that are
+neither the master nor a worker (a resident prover would show there; the target is none above 100 MB when idle).
+
     uv run python scripts/bench/switch.py [--rate R] [--threads N] [--switches N] [--mode gunicorn|uvicorn]
-                                          [--bytecode-cache] [--json]
+                                          [--memory-switches N] [--bytecode-cache] [--json]
     uv run inv bench.switch [--rate R] [--threads N] [--switches N] [--mode M] [--bytecode-cache] [--json]
 """
 from __future__ import annotations
@@ -61,6 +69,8 @@ SETTLE = 6.0  # load after each switch before the next one (>= POST); a fresh wo
 WARMUP = 8.0  # load before the first switch of a pass, so that the serving worker is warm
 TARGET_P99_S = 1.0
 TARGET_NEW_S = 2.0
+EARLY_AT = 2.0  # the early pass switches this long after `service start all` returned
+IDLE_PROVER_MB = 100.0
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -84,24 +94,7 @@ def run_pass(stack: StackDir, procs: Processes, mode: str, retries: int, args) -
         time.sleep(WARMUP)
         warm = time.monotonic()
         for _ in range(args.switches):
-            current = profiles.active(cfg)["name"]
-            target = OTHER[current]
-            print(f"  {mode} retries={retries}: profile set {target} ... load {loadavg()}", file=sys.stderr, flush=True)
-            wall = time.time()
-            t_cmd = time.monotonic()
-            done = stack.cli("profile", "set", target)
-            t_done = time.monotonic()
-            procs.remember_records(cfg)
-            if done.returncode != 0:
-                raise BenchError(f"`profile set {target}` failed (exit {done.returncode}): "
-                                 f"{(done.stdout + done.stderr)[-800:]}")
-            found = [e for e in switch_events(cfg, wall - 0.01) if e["profile"] == target and e["result"] == "ok"]
-            detail = found[-1]["detail"] if found else {}
-            switches.append({"mode": mode, "retries": retries, "from": current, "to": target, "t_cmd": t_cmd,
-                             "t_done": t_done, "cli_s": t_done - t_cmd, "event_s": detail.get("seconds"),
-                             "worker_ready_s": detail.get("worker_ready_s"), "switch_s": detail.get("switch_s"),
-                             "applied": detail.get("applied"), "replaced_hung": detail.get("replaced_hung") or [],
-                             "load": loadavg()})
+            switches.append(run_switch(stack, procs, mode, retries))
             time.sleep(SETTLE)
     samples = sorted(load.samples, key=lambda s: s.started)
     span = (samples[-1].started - samples[0].started) if len(samples) > 1 else 0.0
@@ -160,28 +153,150 @@ def verdict(sw: dict) -> str:
     return "; ".join(missed) or "ok"
 
 
-def measure_mode(stack: StackDir, procs: Processes, mode: str, args) -> tuple[list[dict], list[dict]]:
+def run_switch(stack: StackDir, procs: Processes, mode: str, retries, target: str | None = None) -> dict:
+    """One `profile set` in a subprocess, timed; returns the switch row (window figures are added later)."""
+    cfg = stack.cfg
+    current = profiles.active(cfg)["name"]
+    target = target or OTHER[current]
+    print(f"  {mode} retries={retries}: profile set {target} ... load {loadavg()}", file=sys.stderr, flush=True)
+    wall = time.time()
+    t_cmd = time.monotonic()
+    done = stack.cli("profile", "set", target)
+    t_done = time.monotonic()
+    procs.remember_records(cfg)
+    if done.returncode != 0:
+        raise BenchError(f"`profile set {target}` failed (exit {done.returncode}): "
+                         f"{(done.stdout + done.stderr)[-800:]}")
+    found = [e for e in switch_events(cfg, wall - 0.01) if e["profile"] == target and e["result"] == "ok"]
+    detail = found[-1]["detail"] if found else {}
+    return {"mode": mode, "retries": retries, "from": current, "to": target, "t_cmd": t_cmd,
+            "t_done": t_done, "cli_s": t_done - t_cmd, "event_s": detail.get("seconds"),
+            "worker_ready_s": detail.get("worker_ready_s"), "switch_s": detail.get("switch_s"),
+            "applied": detail.get("applied"), "replaced_hung": detail.get("replaced_hung") or [],
+            "load": loadavg()}
+
+
+def prover_running(cfg) -> bool:
+    record, _ = services.read_record(cfg.layout, services.PROVER)
+    return record is not None and services.process.owned_leader(record) is not None
+
+
+def early_pass(stack: StackDir, procs: Processes, mode: str, started_at: float, args) -> tuple[list[dict], dict]:
+    """The load from the moment `service start all` returned (`started_at`, monotonic), and one switch EARLY_AT
+    seconds later with an empty proof cache: its proof is made inside the switch."""
+    cfg = stack.cfg
+    load = Load(stack.litellm_base(), cfg.secret("LITELLM_MASTER_KEY"), threads=args.threads, rate=args.rate,
+                max_retries=2)
+    with load:
+        time.sleep(max(0.0, started_at + EARLY_AT - time.monotonic()))
+        background = prover_running(cfg)
+        cache = cfg.layout.litellm_dir / "proven.json"
+        cache.write_text("{}\n")  # nothing proven: the switch proves its profile itself
+        sw = run_switch(stack, procs, mode, "early")
+        sw["since_start_s"] = sw["t_cmd"] - started_at
+        sw["bg_prover"] = background
+        time.sleep(SETTLE)
+    samples = sorted(load.samples, key=lambda s: s.started)
+    span = (samples[-1].started - samples[0].started) if len(samples) > 1 else 0.0
+    stats_for(sw, samples, float("inf"))
+    first = [s for s in samples if s.ok][:1]
+    summary = {"mode": mode, "retries": "early", "requests": len(samples), "failed": len(load.failures),
+               "rate": len(samples) / span if span else None, "steady_p50_s": None, "steady_p99_s": None,
+               "warmup_max_s": max((s.latency for s in samples if s.ok and s.started < sw["t_cmd"] - PRE),
+                                   default=None),
+               "first_s": first[0].latency if first else None,
+               "errors": dict(Counter(s.error for s in load.failures).most_common(6))}
+    return [sw], summary
+
+
+def stack_memory(cfg, label: str) -> dict:
+    """RSS and PSS (MB) of every process of the stack's launches: LiteLLM's master, its workers, anything else that
+    carries LiteLLM's launch marker (a resident prover would), CLIProxyAPIPlus, and the background prover job."""
+    import psutil
+
+    from llm_router import process
+
+    row = {"state": label, "master_mb": None, "workers_mb": [], "others": [], "cliproxy_mb": None,
+           "prover_job_mb": None, "total_rss_mb": 0.0, "total_pss_mb": 0.0}
+
+    def mem(proc) -> tuple[float, float]:
+        with contextlib.suppress(psutil.Error):
+            info = proc.memory_full_info()
+            return info.rss / 2**20, getattr(info, "pss", info.rss) / 2**20
+        return 0.0, 0.0
+
+    def add(rss_pss):
+        row["total_rss_mb"] += rss_pss[0]
+        row["total_pss_mb"] += rss_pss[1]
+        return round(rss_pss[0], 1)
+
+    record, _ = services.read_record(cfg.layout, "litellm")
+    if record is not None:
+        leader = process.owned_leader(record)
+        kids = {c.pid for c in process.children(record)}
+        for member in process.owned_members(record):
+            if leader is not None and member.pid == leader.pid:
+                row["master_mb"] = add(mem(member))
+            elif member.pid in kids:
+                row["workers_mb"].append(add(mem(member)))
+            else:
+                rss = add(mem(member))
+                with contextlib.suppress(psutil.Error):
+                    row["others"].append({"pid": member.pid, "rss_mb": rss, "name": " ".join(member.cmdline())[:60]})
+    for name, key in (("cliproxyapi_plus", "cliproxy_mb"), (services.PROVER, "prover_job_mb")):
+        other, _ = services.read_record(cfg.layout, name)
+        leader = process.owned_leader(other) if other is not None else None
+        if leader is not None:
+            row[key] = add(mem(leader))
+    row["total_rss_mb"] = round(row["total_rss_mb"], 1)
+    row["total_pss_mb"] = round(row["total_pss_mb"], 1)
+    return row
+
+
+def memory_switches(stack: StackDir, procs: Processes, mode: str, count: int) -> list[dict]:
+    rows = []
+    for _ in range(count):
+        rows.append(run_switch(stack, procs, mode, "memory"))
+    return rows
+
+
+def measure_mode(stack: StackDir, procs: Processes, mode: str, args) -> tuple[list[dict], list[dict], list[dict]]:
     stack.write(mode)
     print(f"{mode}: service start all ...", file=sys.stderr, flush=True)
+    memory = []
     try:
         done = stack.cli("service", "start", "all")
+        started_at = time.monotonic()
         procs.remember_records(stack.cfg)
         if done.returncode != 0:
             raise BenchError(f"`service start all` failed: {(done.stdout + done.stderr)[-800:]}")
+        rows, passes = [], []
+        if mode == "gunicorn":
+            memory.append(stack_memory(stack.cfg, "after start"))
+            switches, summary = early_pass(stack, procs, mode, started_at, args)
+            rows += switches
+            passes.append(summary)
+            memory.append(stack_memory(stack.cfg, "after the early switch"))
         prover, _ = services.read_record(stack.cfg.layout, services.PROVER)
-        if prover is not None:  # let the background prover finish: it imports LiteLLM at nice 10
+        if prover is not None:  # let the background prover finish
             print("  waiting for the background prover ...", file=sys.stderr, flush=True)
             wait_gone(prover.pid, 300)
         verdicts = profiles.prove_all(stack.cfg)  # every profile proven before the measured switches
         bad = {name: v["error"] for name, v in verdicts.items() if not v["ok"]}
         if bad:
             raise BenchError(f"profiles not loadable: {bad}")
-        rows, passes = [], []
         for retries in (2, 0):
             switches, summary = run_pass(stack, procs, mode, retries, args)
             rows += switches
             passes.append(summary)
-        return rows, passes
+        if mode == "gunicorn" and args.memory_switches:
+            print(f"  {args.memory_switches} switches without load, then memory ...", file=sys.stderr, flush=True)
+            done_switches = memory_switches(stack, procs, mode, args.memory_switches)
+            time.sleep(2.0)
+            row = stack_memory(stack.cfg, f"after {args.memory_switches} more switches")
+            row["switch_cli_s"] = [round(r["cli_s"], 2) for r in done_switches]
+            memory.append(row)
+        return rows, passes, memory
     finally:
         procs.remember_records(stack.cfg)
         services.stop(stack.cfg, "all")
@@ -221,6 +336,29 @@ def render(report: dict) -> str:
     for p in report["passes"]:
         for error, count in p["errors"].items():
             out.append(f"  {p['mode']} retries={p['retries']}: {count} x {error}")
+    early = [r for r in report["switches"] if r["retries"] == "early"]
+    if early:
+        out.append("")
+        out.append(f"early switch: `profile set` {EARLY_AT:g} s after `service start all` returned, proof cache emptied")
+        out.append(table([[r["mode"], fmt(r.get("since_start_s")), "yes" if r.get("bg_prover") else "no",
+                           fmt(r["cli_s"]), fmt(r["new_served_s"]), r["window_failed"], r["target"]] for r in early],
+                         ["MODE", "SINCE_START", "BG_PROVER", "CLI", "NEW_SERVED", "FAILED", "TARGET"]))
+        firsts = [p for p in report["passes"] if p["retries"] == "early"]
+        for p in firsts:
+            out.append(f"  first request of the load (sent as `service start all` returned): "
+                       f"{fmt(p.get('first_s'), 0, 1000)} ms; slowest before the switch window: "
+                       f"{fmt(p.get('warmup_max_s'), 0, 1000)} ms")
+    if report.get("memory"):
+        out.append("")
+        out.append("memory (MB): RSS per process, totals as RSS and PSS (shared pages counted once)")
+        out.append(table([[m["state"], fmt(m["master_mb"], 0), ", ".join(f"{w:.0f}" for w in m["workers_mb"]) or "-",
+                           fmt(m["cliproxy_mb"], 0), fmt(m["prover_job_mb"], 0),
+                           ", ".join(f"{o['pid']}:{o['rss_mb']:.0f}" for o in m["others"]) or "none",
+                           fmt(m["total_rss_mb"], 0), fmt(m["total_pss_mb"], 0)] for m in report["memory"]],
+                         ["STATE", "MASTER", "WORKERS", "CLIPROXY", "PROVER_JOB", "OTHER_LITELLM", "TOTAL_RSS",
+                          "TOTAL_PSS"]))
+        out.append("OTHER_LITELLM: processes carrying LiteLLM's launch marker that are neither master nor worker "
+                   "(a resident or leftover prover); PROVER_JOB: the background `profile prove --all` if still running")
     return "\n".join(out)
 
 
@@ -230,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="client threads (default 4)")
     parser.add_argument("--switches", type=int, default=2, help="switches per pass, alternating (default 2)")
     parser.add_argument("--mode", action="append", choices=MODES, help="repeatable; default: both")
+    parser.add_argument("--memory-switches", type=int, default=10,
+                        help="switches without load before the last memory reading (gunicorn; default 10, 0: none)")
     parser.add_argument("--bytecode-cache", action="store_true",
                         help="run every child with a bytecode cache in a temporary PYTHONPYCACHEPREFIX, as an "
                              "install whose venv holds .pyc files")
@@ -237,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report: dict = {"load_before": loadavg(), "cpus": os.cpu_count(), "rate": args.rate, "threads": args.threads,
                     "bytecode_cache": args.bytecode_cache, "source": source_state(),
-                    "switches": [], "passes": []}
+                    "switches": [], "passes": [], "memory": []}
     procs = Processes()
     root = Path(tempfile.mkdtemp(prefix="bench-switch-"))
     paid = stack = None
@@ -250,9 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             stack = StackDir(root, extra=EXTRA.format(paid=paid.base_url))
             write_codex_login(stack.cfg.layout.auths_dir, "bench@example.com", "plus")
             for mode in args.mode or MODES:
-                rows, passes = measure_mode(stack, procs, mode, args)
+                rows, passes, memory = measure_mode(stack, procs, mode, args)
                 report["switches"] += rows
                 report["passes"] += passes
+                report["memory"] += memory
     finally:
         if stack is not None:
             with contextlib.suppress(Exception):
@@ -272,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         row.pop("t_cmd", None)
         row.pop("t_done", None)
     print(json.dumps(report, indent=2) if args.json else render(report))
-    return 0 if all(r["target"] in ("ok", "baseline") for r in report["switches"]) else 1
+    big = [o for m in report["memory"] for o in m["others"] if o["rss_mb"] > IDLE_PROVER_MB]
+    ok = all(r["target"] in ("ok", "baseline") for r in report["switches"]) and not big
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
