@@ -91,7 +91,10 @@ class LiveSwitchTest(StackRepo):
         self.assertIn("mode gunicorn", self.cli("status")[1])
         self.master_record = services.read_record(self.cfg.layout, "litellm")[0]
         self.master = self.master_record.pid
-        # the master imports LiteLLM's lazily loaded modules after its first fork, beside that worker's boot
+        # every shipped profile proven now: a warm proof forks the master for a few ms, which the interfering
+        # helpers below would take for a new worker
+        profiles.prove_all(self.cfg, ["balanced", "cost", "reliability"])
+        # the master imports LiteLLM's lazily loaded modules (and builds its lazy state) before its first fork
         # (llm_router.litellm_launch); every name of the list still exists in this LiteLLM, so none is skipped
         warmed = []
         deadline = time.monotonic() + 120
@@ -157,6 +160,43 @@ class LiveSwitchTest(StackRepo):
                     if e["result"] == "ok" and e["detail"].get("applied") == "worker swap"]
         self.assertGreaterEqual(len(switches), 4)
         self.assertIn("switch_s", switches[-1]["detail"])
+
+    def test_first_switch_right_after_start_is_proven_by_the_warm_master(self):
+        from llm_router import process, prove
+
+        self.start_stack()
+        log = self.cfg.layout.log_file("litellm").read_text()
+        self.assertIn("llm-router: warmed", log)
+        self.assertIn("before the first worker", log)  # the first worker is forked warm too
+        with self.client_load(threads=2) as load:
+            load.wait_for(10)
+            # a config never proven before is proven by the running master, not by a fresh interpreter
+            fresh = profiles._checked(self.cfg, profiles.find(self.cfg, "cost")).text + "# never proven\n"
+            with mock.patch.object(prove, "_prove_cold", side_effect=AssertionError("cold way used")):
+                verdict = prove.prove_texts(self.cfg, {"fresh": fresh})["fresh"]
+                self.assertEqual((verdict["via"], verdict["ok"], verdict["models"]), ("master", True, 2))
+                # one LiteLLM refuses: refused by the warm proof, and the master goes on serving
+                broken = profiles._checked(self.cfg, profiles.find(self.cfg, "broken")).text + "# fresh\n"
+                verdict = prove.prove_texts(self.cfg, {"broken": broken})["broken"]
+                self.assertEqual((verdict["via"], verdict["ok"]), ("master", False))
+                self.assertIn("no-such-strategy", verdict["error"])
+            code, out, err = self.cli("profile", "set", "broken")
+            self.assertEqual(code, 2, out + err)
+            self.assertIn("LiteLLM cannot load profile 'broken'", err)
+            code, out, err = self.cli("profile", "set", "cost")
+            self.assertEqual(code, 0, out + err)
+            switched = time.monotonic()
+            load.wait_for(len(load.samples) + 10)
+            self.assertEqual({s.model_id for s in load.after(switched) if s.ok}, {SUBSCRIPTION_FIRST})
+            self.assertIsNotNone(process.owned_leader(self.master_record))
+        self.assertEqual(load.failures, [], [s.error for s in load.failures][:5])
+        # stopped with the stack: nothing of the master's launch is left, no prover and no request files
+        code, out, err = self.cli("service", "stop", "all")
+        self.assertEqual(code, 0, out + err)
+        self.assertEqual(process.owned_members(self.master_record), [])
+        self.assertFalse(self.cfg.layout.pid_file(services.PROVER).exists())
+        left = sorted(p.name for p in (self.cfg.layout.litellm_dir / "prove").iterdir())
+        self.assertEqual(left, ["master.json"])
 
     def interfere(self, action: str) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-c", INTERFERE, action, str(self.master),

@@ -155,9 +155,12 @@ class ProcessIdentityTest(StackRepo):
         survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
                                     env={**os.environ, process.LAUNCH_ENV: record.launch_id})
         self.addCleanup(self._reap, survivor)
+        leader = psutil.Process(record.pid)  # before the kill: it may be reaped at any moment after it
         os.killpg(record.pid, signal.SIGKILL)  # the test's own service, by its group
-        services._children.pop(record.pid, None)
-        psutil.wait_procs([psutil.Process(record.pid)], timeout=10)
+        child = services._children.pop(record.pid, None)
+        if child is not None:
+            child.wait(10)
+        psutil.wait_procs([leader], timeout=10)
         code, out, _ = self.cli("status")
         self.assertIn("processes of that launch are still running", out)
         self.assertIsNone(survivor.poll())  # status only looks

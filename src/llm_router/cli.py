@@ -21,6 +21,7 @@ COMMANDS = {
     "config": "config", "events": "events", "service": "service", "status": "status", "health": "status",
     "check": "check", "doctor": "check", "smoke": "check", "bootstrap": "bootstrap", "auth": "auth",
     "profile": "profile", "up": "stack", "down": "stack", "demo": "demo", "connect": "connect", "run": "connect",
+    "usage": "usage", "models": "usage", "cooldown": "usage",
 }
 
 

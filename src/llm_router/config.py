@@ -28,7 +28,8 @@ EXAMPLE_CONFIG = Path("config/examples/routertool.yaml")
 
 UPSTREAM_KEY_ENV = "ROUTER_UPSTREAM_API_KEY"  # clients of CLIProxyAPIPlus (LiteLLM) present this key
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"  # northbound clients present this key to LiteLLM
-GENERATED_SECRETS = (UPSTREAM_KEY_ENV, MASTER_KEY_ENV)  # local keys: generated into secrets/ when unset
+REDIS_PASSWORD_ENV = "REDIS_PASSWORD"  # the Redis password (generated for a managed Redis; LiteLLM reads it)
+GENERATED_SECRETS = (UPSTREAM_KEY_ENV, MASTER_KEY_ENV, REDIS_PASSWORD_ENV)  # local keys: generated into secrets/
 PROVIDER_TYPES = ("cliproxyapi_plus", "openai_compatible")
 TIERS = ("subscription", "paid")
 DEFAULT_TIER = {"cliproxyapi_plus": "subscription", "openai_compatible": "paid"}
@@ -46,11 +47,18 @@ SERVICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cliproxyapi_plus": {"host": "127.0.0.1", "port": 8317, "config_file": "config/cliproxyapi.yaml",
                          "readiness_path": "/v1/models", "startup_timeout": 30},
     "litellm": {"host": "127.0.0.1", "port": 4000, "readiness_path": "/health/readiness", "startup_timeout": 90,
-                "mode": "gunicorn", "worker_boot_timeout": 10},
+                "mode": "gunicorn", "worker_boot_timeout": 10, "workers": 1},
 }
+# services.redis: optional; llm-router runs Debian's redis-server (managed), or LiteLLM uses an external `url`.
+REDIS_DEFAULTS: dict[str, Any] = {"enabled": False, "host": "127.0.0.1", "port": 6379, "startup_timeout": 30,
+                                  "persistence": "off", "binary": "redis-server"}
+REDIS_KEYS = set(REDIS_DEFAULTS) | {"url"}
+REDIS_PERSISTENCE = ("off", "aof")
+MAX_LITELLM_WORKERS = 16
 DEFAULT_HEALTH_PATH = "/v1/models"
 SERVICE_KEYS = {"host", "port", "readiness_path", "health_path", "startup_timeout"}
-EXTRA_SERVICE_KEYS = {"cliproxyapi_plus": {"config_file"}, "litellm": {"mode", "worker_boot_timeout", "max_rss_mb"}}
+EXTRA_SERVICE_KEYS = {"cliproxyapi_plus": {"config_file"},
+                      "litellm": {"mode", "worker_boot_timeout", "max_rss_mb", "workers", "usage_max_days", "usage_max_mb"}}
 LITELLM_MODES = ("gunicorn", "uvicorn")  # gunicorn: profile switches swap workers live; uvicorn: they restart
 # The Plus fork on 7.x (Copilot needs a Plus line; router-for-me/CLIProxyAPIPlus is gone): cliproxy_lines.py.
 BOOTSTRAP_DEFAULTS = {"cliproxy_repository": "kaitranntt/CLIProxyAPIPlus", "cliproxy_version": "latest",
@@ -74,11 +82,35 @@ class ServiceConfig:
     mode: str | None = None  # litellm only
     worker_boot_timeout: float = 10.0  # litellm only: a worker not serving this long after its fork is replaced
     max_rss_mb: int | None = None  # litellm only: `service watch` recycles the worker above this
+    workers: int = 1  # litellm only (gunicorn mode): worker processes behind the one socket
 
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Shared router state for LiteLLM (cooldowns, allowed_fails and rpm/tpm counters across workers and hosts).
+
+    managed: llm-router runs `binary` on host:port (a ServiceConfig named "redis" is in `services` too);
+    otherwise `url` names an external Redis (no password in it: the password is the REDIS_PASSWORD secret)."""
+    managed: bool
+    host: str
+    port: int
+    url: str | None = None  # external only: redis[s]://host:port[/db], never with a password
+    persistence: str = "off"  # managed only: off (nothing on disk) or aof (appendonly, everysec)
+    binary: str = "redis-server"
+    db: int = 0  # external only: the database number of the URL
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.url and self.url.startswith("rediss://"))
 
     @property
     def is_loopback(self) -> bool:
@@ -103,6 +135,8 @@ class ProviderConfig:
 class Deployment:
     provider: str
     model: str
+    rpm: int | None = None  # requests per minute LiteLLM lets through to it (a profile enforces it; shared via Redis)
+    tpm: int | None = None  # tokens per minute, likewise
 
 
 @dataclass(frozen=True)
@@ -132,6 +166,7 @@ class RouterConfig:
     secret_files: dict[str, Path]
     warnings: tuple[str, ...] = ()
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    redis: RedisConfig | None = None  # None: no Redis; LiteLLM keeps its router state in each worker's memory
 
     @property
     def layout(self) -> Layout:
@@ -142,7 +177,7 @@ class RouterConfig:
 
     def secret_names(self) -> list[str]:
         """Every environment variable this configuration treats as a secret."""
-        names = [UPSTREAM_KEY_ENV, MASTER_KEY_ENV]
+        names = [UPSTREAM_KEY_ENV, MASTER_KEY_ENV] + ([REDIS_PASSWORD_ENV] if self.redis else [])
         names += [p.key_env for p in self.providers.values() if p.type != "cliproxyapi_plus"]
         names += list(self.secret_files)
         return list(dict.fromkeys(names))
@@ -624,6 +659,7 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
              warnings: list[str] | None = None) -> RouterConfig:
     """Check `data` (already migrated) and build the typed config, or raise one RouterError listing every problem."""
     p = _Problems(lines or {})
+    warnings = list(warnings or ())
     root = root_for(path)
     _control_characters(p, data, "")
     p.unknown_keys(data, TOP_KEYS, "")
@@ -651,7 +687,18 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
     if boot["github_api_url"] and not re.match(r"^https?://", boot["github_api_url"]):
         p.add("bootstrap.github_api_url", f"must be an http(s) URL, got {_show(boot['github_api_url'])}")
 
-    services = _validate_services(p, _mapping(p, data, "services"), root)
+    services_raw = _mapping(p, data, "services")
+    redis = _validate_redis(p, services_raw, warnings)
+    services = _validate_services(p, {k: v for k, v in services_raw.items() if k != "redis"}, root)
+    if redis is not None and redis.managed:
+        services = {"redis": ServiceConfig(name="redis", host=redis.host, port=redis.port, readiness_path="/",
+                                           health_path="/", startup_timeout=float(
+                                               _mapping(p, services_raw, "redis", "services").get(
+                                                   "startup_timeout", REDIS_DEFAULTS["startup_timeout"]))),
+                    **services}
+        for name, svc in services.items():
+            if name != "redis" and svc.port == redis.port:
+                p.add("services.redis.port", f"port {redis.port} is already used by services.{name}")
     providers = _validate_providers(p, _mapping(p, data, "providers"))
     models = _validate_models(p, data.get("models"), providers)
 
@@ -673,7 +720,7 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
         path=path, root=root, config_version=CURRENT_VERSION, runtime_dir=_resolve(root, runtime_dir),
         default_profile=default_profile, bootstrap=BootstrapConfig(**boot), services=services,
         providers=providers, models=tuple(models), secret_files=secret_files,
-        warnings=tuple(warnings or ()), raw=data)
+        warnings=tuple(warnings or ()), raw=data, redis=redis)
 
 
 def _not_a_readable_file(path: Path, limit: int) -> str | None:
@@ -776,7 +823,74 @@ def _validate_litellm_extras(p: _Problems, merged: dict, prefix: str) -> dict[st
     if rss is not None and (isinstance(rss, bool) or not isinstance(rss, int) or rss < 64):
         p.add(f"{prefix}.max_rss_mb", f"must be a whole number of megabytes, at least 64, got {_show(rss)}")
         rss = None
-    return {"mode": mode, "worker_boot_timeout": float(boot), "max_rss_mb": rss}
+    from .usage import check_settings  # the usage store's retention (docs/usage.md); read from raw by usage.py
+    for key, problem in check_settings(merged.get("usage_max_days", 30), merged.get("usage_max_mb", 64)):
+        p.add(f"{prefix}.{key}", f"{problem}, got {_show(merged.get(key))}")
+    workers = merged.get("workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_LITELLM_WORKERS:
+        p.add(f"{prefix}.workers", f"must be a whole number of workers between 1 and {MAX_LITELLM_WORKERS}, "
+                                   f"got {_show(workers)}")
+        workers = 1
+    elif workers > 1 and mode == "uvicorn":
+        p.add(f"{prefix}.workers", f"needs mode: gunicorn (uvicorn runs one process), got {workers} workers")
+    return {"mode": mode, "worker_boot_timeout": float(boot), "max_rss_mb": rss, "workers": workers}
+
+
+REDIS_URL = re.compile(r"^(?P<scheme>rediss?)://(?P<auth>[^@/]*@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+                       r"(?::(?P<port>\d{1,5}))?(?:/(?P<db>\d{1,2}))?/?\Z")
+
+
+def _validate_redis(p: _Problems, services_raw: dict, warnings: list[str] | None) -> RedisConfig | None:
+    """services.redis: None when absent or `enabled: false`; an external one when `url` is given."""
+    prefix = "services.redis"
+    given = _mapping(p, services_raw, "redis", "services")
+    p.unknown_keys(given, REDIS_KEYS, prefix)
+    merged = {**REDIS_DEFAULTS, **given}
+    enabled = merged.get("enabled")
+    if not isinstance(enabled, bool):
+        p.add(f"{prefix}.enabled", f"must be true or false, got {_show(enabled)}")
+        return None
+    url = given.get("url")
+    if url is None and not enabled:
+        return None
+    host = _string(p, merged, "host", None, prefix)
+    port = merged.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        p.add(f"{prefix}.port", f"must be an integer between 1 and 65535, got {_show(port)}")
+        port = 0
+    timeout = merged.get("startup_timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        p.add(f"{prefix}.startup_timeout", f"must be a number of seconds between 1 and 3600, got {_show(timeout)}")
+    persistence = merged.get("persistence")
+    if persistence not in REDIS_PERSISTENCE:
+        p.add(f"{prefix}.persistence", f"must be one of {', '.join(REDIS_PERSISTENCE)}, got {_show(persistence)}")
+    binary = _string(p, merged, "binary", None, prefix)
+    if url is not None:
+        for key in ("host", "port", "persistence", "binary", "startup_timeout"):
+            if key in given:
+                p.add(f"{prefix}.{key}", "applies to the Redis llm-router runs; with `url` it uses yours: remove it")
+        match = REDIS_URL.match(url) if isinstance(url, str) else None
+        if match is None:
+            p.add(f"{prefix}.url", f"must look like redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS), got "
+                                   f"{_show(url) if not isinstance(url, str) or '@' not in url else 'a URL with @'}")
+            return None
+        if match.group("auth"):
+            p.add(f"{prefix}.url", f"must not hold a user or password (routertool.yaml is not a secret): give the "
+                                   f"password as {REDIS_PASSWORD_ENV} (environment or secret_files)")
+            return None
+        rhost = match.group("host").strip("[]")
+        rport = int(match.group("port") or 6379)
+        if not 1 <= rport <= 65535:
+            p.add(f"{prefix}.url", f"port must be between 1 and 65535, got {rport}")
+        if warnings is not None and not is_loopback_host(rhost) and match.group("scheme") == "redis":
+            warnings.append(f"services.redis.url {url} is plain redis:// to another machine: the password and the "
+                            "router state cross the network unencrypted; use rediss:// (TLS) or an SSH tunnel "
+                            "(docs/scale-out.md)")
+        return RedisConfig(managed=False, host=rhost, port=rport, url=url.rstrip("/"), db=int(match.group("db") or 0))
+    if warnings is not None and host and not is_loopback_host(host):
+        warnings.append(f"services.redis.host is {host}: Redis will be reachable from other machines (password "
+                        "only, no TLS); keep 127.0.0.1 and use an SSH tunnel unless you mean it (docs/scale-out.md)")
+    return RedisConfig(managed=True, host=host, port=port, persistence=str(persistence), binary=binary)
 
 
 def _validate_providers(p: _Problems, raw: dict) -> dict[str, ProviderConfig]:
@@ -852,8 +966,16 @@ def _validate_models(p: _Problems, raw: Any, providers: dict[str, ProviderConfig
             if not isinstance(dep, dict):
                 p.add(dpath, f"must be a mapping with provider and model, got {_kind(dep)}")
                 continue
-            p.unknown_keys(dep, {"provider", "model"}, dpath)
+            p.unknown_keys(dep, {"provider", "model", "rpm", "tpm"}, dpath)
             provider, model = dep.get("provider"), dep.get("model")
+            limits = {}
+            for key in ("rpm", "tpm"):
+                value = dep.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                    p.add(f"{dpath}.{key}", f"must be a whole number of {'requests' if key == 'rpm' else 'tokens'} "
+                                            f"per minute, at least 1, got {_show(value)}")
+                elif value is not None:
+                    limits[key] = value
             if not isinstance(provider, str) or provider not in providers:
                 known = ", ".join(sorted(providers)) or "none defined"
                 close = difflib.get_close_matches(str(provider), sorted(providers), n=1)
@@ -862,9 +984,10 @@ def _validate_models(p: _Problems, raw: Any, providers: dict[str, ProviderConfig
             if not isinstance(model, str) or not model.strip():
                 p.add(f"{dpath}.model", f"must be the upstream model id, got {_show(model)}")
             if isinstance(provider, str) and isinstance(model, str):
-                deployments.append(Deployment(provider=provider, model=model.strip()))
+                deployments.append(Deployment(provider=provider, model=model.strip(), **limits))
         if name and deployments:
-            duplicates = {d for d in deployments if deployments.count(d) > 1}
+            keys = [(d.provider, d.model) for d in deployments]
+            duplicates = {d for d in deployments if keys.count((d.provider, d.model)) > 1}
             for dup in duplicates:
                 p.add(f"{prefix}.deployments", f"deployment {dup.provider}/{dup.model} is listed twice")
             groups.append(ModelGroup(name=name, deployments=tuple(deployments)))
@@ -879,8 +1002,24 @@ def services_view(config: RouterConfig) -> dict:
                    "health_path": s.health_path, "startup_timeout": s.startup_timeout,
                    **({"config_file": str(s.config_file)} if s.config_file else {}),
                    **({"mode": s.mode, "worker_boot_timeout": s.worker_boot_timeout,
-                       "max_rss_mb": s.max_rss_mb} if s.mode else {})}
-            for name, s in config.services.items()}
+                       "max_rss_mb": s.max_rss_mb, "workers": s.workers} if s.mode else {})}
+            for name, s in config.services.items() if name != "redis"} | redis_view(config)
+
+
+def redis_view(config: RouterConfig) -> dict:
+    """`{"redis": {...}}` when Redis is on (templates render LiteLLM's Redis settings from it), else {}: host and
+    port (or the external URL, which never holds a password) and the *name* of the password variable."""
+    r = config.redis
+    if r is None:
+        return {}
+    # LiteLLM gets host, port and password (redis-py drops a password given beside a URL), plus TLS and the
+    # database as RedisCache arguments
+    view = {"managed": r.managed, "host": r.host, "port": r.port, "password_env": REDIS_PASSWORD_ENV,
+            "url": r.url, "tls": r.tls, "db": r.db,
+            "cache_kwargs": {**({"ssl": True} if r.tls else {}), **({"db": r.db} if r.db else {})}}
+    if r.managed:
+        view.update(persistence=r.persistence, binary=r.binary)
+    return {"redis": view}
 
 
 def providers_view(config: RouterConfig) -> dict:
@@ -892,7 +1031,9 @@ def providers_view(config: RouterConfig) -> dict:
 
 
 def models_view(config: RouterConfig) -> list:
-    return [{"name": g.name, "deployments": [{"provider": d.provider, "model": d.model} for d in g.deployments]}
+    return [{"name": g.name, "deployments": [{"provider": d.provider, "model": d.model,
+                                              **{k: v for k, v in (("rpm", d.rpm), ("tpm", d.tpm)) if v}}
+                                             for d in g.deployments]}
             for g in config.models]
 
 

@@ -5,6 +5,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def _fsync_dir(folder: Path) -> None:
 class FileLock:
     """An exclusive advisory lock (flock) on `path`; the holder's pid is written into the file.
 
-    Re-entrant within one process: nested `with lock:` blocks share the outer hold.
+    Re-entrant within one thread: nested `with lock:` blocks share the outer hold. Another thread of the same
+    process waits (up to `timeout`) like another process would.
     """
 
     def __init__(self, path: Path, timeout: float = 30.0, purpose: str = "the router"):
@@ -98,11 +100,23 @@ class FileLock:
         self.purpose = purpose
         self._fd: int | None = None
         self._depth = 0
+        self._owner = threading.RLock()  # the thread holding it; the flock only tells processes apart
 
     def acquire(self) -> None:
+        if not self._owner.acquire(self.timeout > 0, self.timeout if self.timeout > 0 else -1):
+            raise RouterError(f"{self.purpose} is locked by another thread of pid {os.getpid()} ({self.path})",
+                              hint="wait for the other llm-router command to finish, then try again",
+                              exit_code=CONFLICT)
         if self._fd is not None:
             self._depth += 1
             return
+        try:
+            self._acquire_flock()
+        except BaseException:
+            self._owner.release()
+            raise
+
+    def _acquire_flock(self) -> None:
         ensure_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.timeout
@@ -131,14 +145,17 @@ class FileLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        self._depth -= 1
-        if self._depth > 0:
-            return
-        fd, self._fd = self._fd, None
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        try:
+            self._depth -= 1
+            if self._depth > 0:
+                return
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        finally:
+            self._owner.release()
 
     def holder(self) -> int | None:
         try:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from .fsutil import FileLock
 
-SERVICES = ("cliproxyapi_plus", "litellm")
+SERVICES = ("cliproxyapi_plus", "litellm")  # always configured, in start order
+OPTIONAL_SERVICES = ("redis",)  # configured only when routertool.yaml turns them on; started before SERVICES
+ALL_SERVICES = (*OPTIONAL_SERVICES, *SERVICES)
 DEFAULT_RUNTIME_DIR = Path(".router") / "runtime"  # relative to the repo root
 _LOCKS: dict[Path, FileLock] = {}
 
@@ -107,6 +109,21 @@ class Layout:
     def cliproxy_runtime_config(self) -> Path:
         return self.runtime_dir / "cliproxyapi.yaml"
 
+    # Redis (services.redis, when llm-router runs it)
+    @property
+    def redis_dir(self) -> Path:
+        return self.runtime_dir / "redis"
+
+    @property
+    def redis_config(self) -> Path:
+        """The redis.conf llm-router renders (0600: it holds the password, never passed on the command line)."""
+        return self.redis_dir / "redis.conf"
+
+    @property
+    def redis_data_dir(self) -> Path:
+        """Redis's working folder: the append-only file when persistence is aof (nothing is written when off)."""
+        return self.redis_dir / "data"
+
     # processes
     @property
     def pids_dir(self) -> Path:
@@ -125,6 +142,11 @@ class Layout:
     @property
     def events_log(self) -> Path:
         return self.runtime_dir / "events.log"
+
+    @property
+    def usage_dir(self) -> Path:
+        """The usage store (usage.db, control.json; 0700), written from inside LiteLLM (usage.py, usage_hook.py)."""
+        return self.runtime_dir / "usage"
 
     # secrets
     @property

@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Callable
 
 from . import events, health, keys, process
-from .config import MASTER_KEY_ENV, UPSTREAM_KEY_ENV, RouterConfig, remember_parse
+from .config import MASTER_KEY_ENV, REDIS_PASSWORD_ENV, UPSTREAM_KEY_ENV, RouterConfig, remember_parse
 from .errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from .fsutil import ensure_dir
-from .layout import SERVICES, Layout
+from .layout import ALL_SERVICES, SERVICES, Layout
 from .process import ProcessRecord, read_record
 
 # psutil costs ~30 ms to import, so the functions that use it import it themselves (process.py too):
 # `llm-router status` of a stopped stack never does.
 STOPPED, STARTING, RUNNING, STALE = "STOPPED", "STARTING", "RUNNING", "STALE"
-ORDER = SERVICES  # start order; stop goes in reverse
+ORDER = SERVICES  # start order of the services every config has; stop goes in reverse
+# Optional services (Redis) come first when routertool.yaml turns them on: `expand(names, cfg)`.
 STOP_TIMEOUT = 35.0  # LiteLLM drains in-flight requests for up to GRACEFUL_SHUTDOWN_TIMEOUT (30 s)
 POLL = 0.2
 LOG_TAIL = 15
@@ -75,22 +76,35 @@ class ServiceStatus:
     mode: str | None = None
     restarts: int = 0
     detail: str | None = None
+    workers: list[dict] = field(default_factory=list)  # litellm (gunicorn): {pid, uptime, rss_bytes, serving}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def expand(names: list[str] | tuple[str, ...] | str) -> list[str]:
-    """`all` or service names → service names in start order; unknown names are a usage error."""
+def names_for(cfg: RouterConfig | None) -> list[str]:
+    """Every service of this config in start order: Redis first when llm-router runs it."""
+    if cfg is None:
+        return list(ORDER)
+    return [name for name in ALL_SERVICES if name in cfg.services]
+
+
+def expand(names: list[str] | tuple[str, ...] | str, cfg: RouterConfig | None = None) -> list[str]:
+    """`all` or service names → service names in start order; unknown names are a usage error. With `cfg`,
+    `all` includes the optional services it turns on (Redis)."""
     if isinstance(names, str):
         names = [names]
+    known = names_for(cfg)
     if not names or "all" in names:
-        return list(ORDER)
-    unknown = [n for n in names if n not in ORDER]
+        return known
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise RouterError(f"unknown service '{unknown[0]}'", hint=f"services: all, {', '.join(ORDER)}",
+        if unknown[0] in ALL_SERVICES:
+            raise RouterError(f"service '{unknown[0]}' is not enabled in this config",
+                              hint=f"set services.{unknown[0]}.enabled: true in routertool.yaml", exit_code=USAGE)
+        raise RouterError(f"unknown service '{unknown[0]}'", hint=f"services: all, {', '.join(known)}",
                           exit_code=USAGE)
-    return [n for n in ORDER if n in names]
+    return [n for n in known if n in names]
 
 
 def inspect(cfg: RouterConfig, name: str, clean: bool = True) -> ServiceStatus:
@@ -120,11 +134,30 @@ def inspect(cfg: RouterConfig, name: str, clean: bool = True) -> ServiceStatus:
     status.mode = record.mode
     status.restarts = record.restarts
     status.profile = _active_profile(layout) if name == "litellm" else None
+    if name == "litellm" and record.mode == "gunicorn":
+        status.workers = worker_details(record)
     return status
 
 
+def worker_details(record: ProcessRecord) -> list[dict]:
+    """Each live gunicorn worker of the proven master, oldest first: pid, uptime, RSS, and whether it logged the
+    end of its startup (`serving`). Read-only."""
+    import psutil
+
+    from . import workers
+
+    booted = workers.booted_workers(Path(record.log))
+    details = []
+    for pid in workers.worker_pids(record):
+        with contextlib.suppress(psutil.Error):
+            child = psutil.Process(pid)
+            details.append({"pid": child.pid, "uptime": round(time.time() - child.create_time(), 1),
+                            "rss_bytes": child.memory_info().rss, "serving": child.pid in booted})
+    return details
+
+
 def status(cfg: RouterConfig, names: list[str] | str = "all") -> list[ServiceStatus]:
-    return [inspect(cfg, name) for name in expand(names)]
+    return [inspect(cfg, name) for name in expand(names, cfg)]
 
 
 def pending_switch(cfg: RouterConfig) -> str | None:
@@ -182,6 +215,9 @@ class Launch:
     profile: str | None = None
     mode: str | None = None
     notes: list[str] = field(default_factory=list)
+    # A service that does not speak HTTP (Redis): called instead of the GET on ready_url; "answered" means
+    # the returned Probe has a latency (something replied on the port), ready means the reply was right.
+    ready_probe: Callable[[], health.Probe] | None = None
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -236,13 +272,19 @@ def _prepare_litellm(cfg: RouterConfig) -> Launch:
     program = runner.ensure_litellm_runner(layout)
     argv = [str(program), "--config", str(layout.active_config), "--host", svc.host, "--port", str(svc.port)]
     mode, notes = svc.mode, []
+    if cfg.redis is not None and cfg.redis.managed and not is_running(cfg, "redis"):
+        notes.append("Redis (services.redis) is not running: LiteLLM keeps cooldowns and rpm/tpm counters in each "
+                     "worker's memory until it is (`llm-router service start redis`)")
     if mode == "gunicorn" and not gunicorn_available():
         mode = "uvicorn"
         notes.append("gunicorn is not installed in the runtime environment: LiteLLM runs in uvicorn mode, so a "
                      "profile switch restarts it (`uv sync --group runtime` installs gunicorn)")
     if mode == "gunicorn":
-        # One worker; the master preloads the app and holds the socket, so workers can be swapped live.
-        argv += ["--run_gunicorn", "--num_workers", "1"]
+        # services.litellm.workers (default 1); the master preloads the app and holds the socket, so workers
+        # can be swapped live, one at a time.
+        argv += ["--run_gunicorn", "--num_workers", str(svc.workers)]
+    elif svc.workers > 1:
+        notes.append(f"services.litellm.workers is {svc.workers}, but uvicorn mode runs one process")
     return Launch(argv=argv, env=env, ready_url=svc.base_url + svc.readiness_path, ready_key=master,
                   profile=active.get("name"), mode=mode, notes=notes)
 
@@ -253,6 +295,8 @@ def litellm_env(cfg: RouterConfig) -> dict[str, str]:
     secrets_env = {name: cfg.secret(name) or "" for name in cfg.secret_names()}
     secrets_env[UPSTREAM_KEY_ENV] = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
     secrets_env[MASTER_KEY_ENV] = keys.ensure_key(cfg, MASTER_KEY_ENV)
+    if cfg.redis is not None and cfg.redis.managed:  # so a LiteLLM started before its Redis still gets in later
+        secrets_env[REDIS_PASSWORD_ENV] = keys.ensure_key(cfg, REDIS_PASSWORD_ENV)
     return _child_env({**LITELLM_OFFLINE_ENV, **{k: v for k, v in secrets_env.items() if v}})
 
 
@@ -275,7 +319,22 @@ def gunicorn_available() -> bool:
         return False
 
 
-PREPARE = {"cliproxyapi_plus": _prepare_cliproxy, "litellm": _prepare_litellm}
+def _prepare_redis(cfg: RouterConfig) -> Launch:
+    """Debian's redis-server on the rendered runtime/redis/redis.conf (0600; the password is only in there)."""
+    from . import redis_service
+
+    argv = redis_service.prepare_argv(cfg)
+    redis = cfg.redis
+    secret = redis_service.password(cfg)
+    notes = [] if redis.is_loopback else [
+        f"Redis listens on {redis.host}: only its password protects the router state; prefer 127.0.0.1 and an "
+        "SSH tunnel (docs/scale-out.md)"]
+    return Launch(argv=argv, env=_child_env({}), ready_url=f"redis://{redis.host}:{redis.port}", ready_key=None,
+                  notes=notes,
+                  ready_probe=lambda: redis_service.probe(redis.host, redis.port, secret, timeout=2.0))
+
+
+PREPARE = {"redis": _prepare_redis, "cliproxyapi_plus": _prepare_cliproxy, "litellm": _prepare_litellm}
 
 
 def port_owner(host: str, port: int) -> str | None:
@@ -386,7 +445,7 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
                                launch_id=launch_id, boot_id=process.boot_id())
         record.save(layout)
         _wait_ready(cfg, name, proc, record, launch, startup_timeout(cfg, name, timeout), log_path, offset)
-        if name == "cliproxyapi_plus":
+        if name in ("cliproxyapi_plus", "redis"):
             record.version = _banner_version(log_path, offset)
             record.save(layout)
         if launch.mode == "gunicorn":
@@ -445,9 +504,15 @@ def _wait_ready(cfg: RouterConfig, name: str, proc: subprocess.Popen, record: Pr
         if watcher is not None:
             watcher.poll()
             serving = bool(watcher.serving())
-        last = health.probe(launch.ready_url, launch.ready_key, timeout=min(2.0, max(timeout, 0.5))) \
-            if serving else health.Probe(launch.ready_url, False, None, None, "no LiteLLM worker serving yet")
-        if last.ready or last.status is not None:
+        if not serving:
+            last = health.Probe(launch.ready_url, False, None, None, "no LiteLLM worker serving yet")
+        elif launch.ready_probe is not None:
+            last = launch.ready_probe()
+        else:
+            last = health.probe(launch.ready_url, launch.ready_key, timeout=min(2.0, max(timeout, 0.5)))
+        answered = last.ready or last.status is not None or \
+            (launch.ready_probe is not None and last.latency_ms is not None)
+        if answered:
             if process.listens_on(record, port):
                 if last.ready:
                     return
@@ -457,7 +522,8 @@ def _wait_ready(cfg: RouterConfig, name: str, proc: subprocess.Popen, record: Pr
                                     f"answered by {foreign}, not by the started {name}")
         if time.monotonic() >= deadline:
             raise RouterError(
-                f"{name} was not ready within {timeout:g} s (GET {launch.ready_url}: {last.error})",
+                f"{name} was not ready within {timeout:g} s "
+                f"({'' if launch.ready_probe else 'GET '}{launch.ready_url}: {last.error})",
                 hint=f"raise services.{name}.startup_timeout (or set {STARTUP_TIMEOUT_ENV}); log: {log_path}",
                 exit_code=UNAVAILABLE, details=["last log lines:", *log_tail(log_path, since=offset)])
         time.sleep(POLL)
@@ -467,6 +533,8 @@ def _banner_version(log_path: Path, offset: int) -> str | None:
     for line in log_tail(log_path, lines=200, since=offset):
         if line.startswith("CLIProxyAPI Version:"):
             return line.split(":", 1)[1].split(",")[0].strip()
+        if "Redis version=" in line:  # redis-server: "... * Redis version=7.0.15, bits=64, ..."
+            return line.split("Redis version=", 1)[1].split(",")[0].strip()
     return None
 
 
@@ -499,6 +567,8 @@ def _start_prover(cfg: RouterConfig) -> None:
     _stop_job(cfg, PROVER)
     launch_id = process.new_launch_id()
     pid = prove.start_background(cfg, {process.LAUNCH_ENV: launch_id})
+    if pid is None:  # the master proves warm: nothing to run in the background
+        return
     with contextlib.suppress(psutil.Error):
         proc = psutil.Process(pid)
         ProcessRecord(service=PROVER, pid=pid, create_time=proc.create_time(), cmdline=proc.cmdline(), port=0,
@@ -603,19 +673,19 @@ def _undo_starts(cfg: RouterConfig, log: events.EventLog, outcomes: list[dict], 
 
 def start(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
     """Start services in order (CLIProxyAPIPlus first, ready before LiteLLM starts). Running ones are left alone."""
-    outcomes = _each(cfg, "service_start", expand(names), lambda name: _start_one(cfg, name, timeout))
+    outcomes = _each(cfg, "service_start", expand(names, cfg), lambda name: _start_one(cfg, name, timeout))
     remember_parse(cfg)  # so that `status` on this stack need not import PyYAML (config.cached_parse)
     return outcomes
 
 
 def stop(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:
     """Stop services in reverse order (LiteLLM first)."""
-    return _each(cfg, "service_stop", list(reversed(expand(names))), lambda name: _stop_one(cfg, name))
+    return _each(cfg, "service_stop", list(reversed(expand(names, cfg))), lambda name: _stop_one(cfg, name))
 
 
 def restart(cfg: RouterConfig, names: list[str] | str = "all", timeout: float | None = None) -> list[dict]:
     """Stop then start the named services (reverse order down, forward order up) under one lock hold."""
-    ordered = expand(names)
+    ordered = expand(names, cfg)
     with cfg.layout.lock(_lock_timeout()):
         stopped = {name: _stop_one(cfg, name) for name in reversed(ordered)}
         outcomes = _each(cfg, "service_restart", ordered, lambda name: {
@@ -649,12 +719,14 @@ def apply_litellm_config(cfg: RouterConfig, restore: Callable[[], None]) -> dict
                     raise
                 raise _rolled_back(exc, lambda: restart(cfg, ["litellm"])) from None
         svc = cfg.services["litellm"]
+        target = _worker_target(cfg, record)
         serving = set(workers.worker_pids(record))
         try:
-            swapped = workers.swap(record, Path(record.log), svc.worker_boot_timeout)
+            swapped = workers.swap(record, Path(record.log), svc.worker_boot_timeout, target=target)
         except BaseException as exc:
             restore()
-            settle = lambda: workers.settle(record, Path(record.log), svc.worker_boot_timeout, keep=serving)  # noqa: E731
+            settle = lambda: workers.settle(record, Path(record.log), svc.worker_boot_timeout, keep=serving,  # noqa: E731
+                                            target=target)
             if not isinstance(exc, RouterError):  # Ctrl-C: settle, then let the interrupt through
                 with contextlib.suppress(RouterError):
                     settle()
@@ -693,10 +765,23 @@ def reconcile(cfg: RouterConfig, workers_too: bool = True) -> list[str]:
             return notes
         from . import workers
 
-        if pending is not None or len(workers.worker_pids(record)) > 1:
-            done = workers.reconcile(record, Path(record.log), cfg.services["litellm"].worker_boot_timeout)
-            notes.append(f"LiteLLM is back to one worker (pid {done['new_worker']}) serving the active profile")
+        target = _worker_target(cfg, record)
+        if pending is not None or len(workers.worker_pids(record)) > target:
+            done = workers.reconcile(record, Path(record.log), cfg.services["litellm"].worker_boot_timeout,
+                                     target=target)
+            count = "one worker" if target == 1 else f"{target} workers"
+            notes.append(f"LiteLLM is back to {count} (pid {', '.join(map(str, done['workers']))}) serving the "
+                         "active profile")
     return notes
+
+
+def _worker_target(cfg: RouterConfig, record: ProcessRecord) -> int:
+    """How many workers the running master should have: the `--num_workers` it was started with (a change of
+    services.litellm.workers takes a restart, like the port)."""
+    argv = record.cmdline
+    with contextlib.suppress(ValueError, IndexError):
+        return max(1, int(argv[argv.index("--num_workers") + 1]))
+    return max(1, cfg.services["litellm"].workers)
 
 
 def _rolled_back(error: RouterError, reapply: Callable[[], object]) -> RouterError:
@@ -715,6 +800,9 @@ def _restart_needed_notes(cfg: RouterConfig, record: ProcessRecord) -> list[str]
     if record.port != cfg.services["litellm"].port:
         notes.append(f"services.litellm.port changed ({record.port} -> {cfg.services['litellm'].port}): "
                      "run `llm-router service restart litellm` to use it")
+    if record.mode == "gunicorn" and _worker_target(cfg, record) != cfg.services["litellm"].workers:
+        notes.append(f"services.litellm.workers changed ({_worker_target(cfg, record)} -> "
+                     f"{cfg.services['litellm'].workers}): run `llm-router service restart litellm` to use it")
     if record.env_fingerprint and record.env_fingerprint != _env_fingerprint(cfg):
         notes.append("secrets changed since LiteLLM started: run `llm-router service restart litellm` to use them")
     return notes
@@ -737,25 +825,64 @@ def recycle_litellm_worker(cfg: RouterConfig) -> dict:
 
 def health_check(cfg: RouterConfig, names: list[str] | str = "all") -> list[dict]:
     """Liveness (the recorded process is alive) and readiness (2xx on the readiness path), probed in parallel."""
-    ordered = expand(names)
+    from concurrent.futures import ThreadPoolExecutor
+
+    ordered = expand(names, cfg)
     states = {name: inspect(cfg, name) for name in ordered}
     key_for = {"cliproxyapi_plus": cfg.secret(UPSTREAM_KEY_ENV), "litellm": cfg.secret(MASTER_KEY_ENV)}
     targets = {}
     for name in ordered:
+        if name == "redis":
+            continue
         svc = cfg.services[name]
         targets[name] = (svc.base_url + svc.readiness_path, key_for[name])
-    probes = health.probe_all(targets)
+    shared = None
+    if cfg.redis is not None and ("litellm" in ordered or "redis" in ordered):
+        from . import redis_service
+
+        with ThreadPoolExecutor(1) as pool:  # beside the HTTP probes
+            pending = pool.submit(redis_service.probe_config, cfg)
+            probes = health.probe_all(targets)
+            shared = pending.result()
+    else:
+        probes = health.probe_all(targets)
     results = []
     for name in ordered:
-        probe = probes[name]
+        probe = shared if name == "redis" else probes[name]
+        # an external Redis (services.redis.url) is not ours to run: only its answer counts
         live = states[name].state == RUNNING
-        results.append({"service": name, "live": live, "ready": live and probe.ready, "state": states[name].state,
-                        "probe": probe.to_dict()})
+        entry = {"service": name, "live": live, "ready": live and probe.ready, "state": states[name].state,
+                 "probe": probe.to_dict()}
+        if name == "litellm" and shared is not None:
+            entry["shared_state"] = shared_state(cfg, shared)
+        results.append(entry)
     return results
 
 
+def probe_ready(cfg: RouterConfig, name: str) -> health.Probe:
+    """One readiness probe of a configured service: AUTH + PING for Redis, else GET on its readiness path."""
+    if name == "redis":
+        from . import redis_service
+
+        return redis_service.probe_config(cfg)
+    svc = cfg.services[name]
+    return health.probe(svc.base_url + svc.readiness_path,
+                        cfg.secret(UPSTREAM_KEY_ENV if name == "cliproxyapi_plus" else MASTER_KEY_ENV))
+
+
+def shared_state(cfg: RouterConfig, probe: health.Probe) -> dict:
+    """Where LiteLLM keeps its router state (cooldowns, allowed_fails, rpm/tpm counters): in Redis, shared by
+    every worker and instance, or, when Redis cannot be reached, in each worker's memory (it keeps serving)."""
+    where = "external" if cfg.redis is not None and not cfg.redis.managed else "managed"
+    if probe.ready:
+        return {"redis": where, "ok": True, "detail": f"shared through Redis ({probe.url})"}
+    return {"redis": where, "ok": False,
+            "detail": f"Redis {probe.url} {probe.error}: LiteLLM serves from each worker's in-memory state "
+                      "(cooldowns and rpm limits are per worker until Redis is back)"}
+
+
 def log_path(cfg: RouterConfig, name: str) -> Path:
-    expand([name])
+    expand([name], cfg)
     return cfg.layout.log_file(name)
 
 

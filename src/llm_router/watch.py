@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import events, health, services
-from .config import MASTER_KEY_ENV, UPSTREAM_KEY_ENV, RouterConfig
+from . import events, services
+from .config import RouterConfig
 from .errors import CONFLICT, RouterError
 from .workers import BootWatcher
 
@@ -85,7 +85,7 @@ class Watch:
     def __init__(self, cfg: RouterConfig, names: list[str] | str = "all", policy: Policy | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
-        self.names = services.expand(names)
+        self.names = services.expand(names, cfg)
         self.policy = policy or Policy()
         self.clock = clock
         self.watched = {name: Watched(name) for name in self.names}
@@ -159,10 +159,9 @@ class Watch:
             entry.state, entry.unready = RUNNING, 0
             yield {"service": name, "state": RUNNING, "pid": status.pid}
         svc = self.cfg.services[name]
-        key = self.cfg.secret(UPSTREAM_KEY_ENV if name == "cliproxyapi_plus" else MASTER_KEY_ENV)
         if status.mode == "gunicorn":
             self._watch_worker_boots(entry, status)
-        probe = health.probe(svc.base_url + svc.readiness_path, key)
+        probe = services.probe_ready(self.cfg, name)  # HTTP, or AUTH + PING for Redis
         if probe.ready:
             entry.unready = 0
         else:

@@ -13,6 +13,7 @@ carries the master's launch marker (a worker is a forked master, so it does) bef
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -31,7 +32,15 @@ STARTED = re.compile(rb"\[(\d+)\] \[INFO\] Application startup complete\.")
 
 def worker_pids(master: ProcessRecord) -> list[int]:
     """The proven master's live worker processes, oldest first."""
-    return [child.pid for child in process.children(master)]
+    return [child.pid for child in process.children(master) if _in_group(child.pid, master.pid)]
+
+
+def _in_group(pid: int, pgid: int) -> bool:
+    """gunicorn's workers stay in the master's process group; a warm proof's fork leaves it (prove_worker)."""
+    try:
+        return os.getpgid(pid) == pgid
+    except OSError:
+        return False
 
 
 @dataclass
@@ -128,20 +137,61 @@ def _alive(pid: int) -> bool:
 
 
 def swap(master: ProcessRecord, log_path: Path, boot_timeout: float, tries: int = 3,
-         drain_timeout: float = 35.0) -> dict:
-    """Add a worker (it loads the config file as it is now), wait until it serves, then retire the old ones.
+         drain_timeout: float = 35.0, target: int | None = None) -> dict:
+    """Replace every serving worker, one at a time, by one that loads the config file as it is now: add a worker
+    (TTIN), wait until it serves, retire the oldest (TTOU), wait until it is gone; then the next. At no moment are
+    fewer than the old count serving, so no request is refused.
 
-    Raises RouterError when no new worker comes up after `tries` replacements; the old workers keep serving and
-    the master is left with one extra worker slot, which `settle` removes."""
+    Raises RouterError when a new worker does not come up after `tries` replacements; the workers that still
+    serve keep serving and `settle` puts the master back to `target` workers."""
     watcher = BootWatcher.from_now(master, log_path, boot_timeout)
-    old = set(watcher.started)
+    old = worker_pids(master)  # oldest first: gunicorn's TTOU retires the oldest, so they go in this order
     started = time.monotonic()
+    fresh, first_ready = [], None
+    for stale in old:
+        new = _add_worker(master, watcher, set(old) | set(fresh), boot_timeout, tries)
+        fresh.append(new)
+        if first_ready is None:
+            first_ready = time.monotonic() - started
+        retire(master, {stale}, drain_timeout)
+    if not old:  # no serving worker (all died): just bring one up
+        fresh.append(_add_worker(master, watcher, set(), boot_timeout, tries))
+        first_ready = time.monotonic() - started
+    _adjust(master, watcher, target or max(1, len(old)), boot_timeout, tries, drain_timeout)
+    return {"new_worker": fresh[-1], "new_workers": fresh, "retired": old, "replaced_hung": watcher.killed,
+            "worker_ready_s": round(first_ready or 0.0, 3), "switch_s": round(time.monotonic() - started, 3)}
+
+
+def _add_worker(master: ProcessRecord, watcher: BootWatcher, exclude: set[int], boot_timeout: float,
+                tries: int) -> int:
+    """TTIN, then wait until the added worker serves (a hung boot is replaced; at most `tries - 1` times)."""
     _signal_master(master, signal.SIGTTIN)
-    new = wait_for_new_worker(watcher, old, timeout=boot_timeout * (tries + 1) + 5, max_kills=tries - 1)
-    ready_s = time.monotonic() - started
-    retire(master, old, drain_timeout)
-    return {"new_worker": new, "retired": sorted(old), "replaced_hung": watcher.killed,
-            "worker_ready_s": round(ready_s, 3), "switch_s": round(time.monotonic() - started, 3)}
+    return wait_for_new_worker(watcher, exclude, timeout=boot_timeout * (tries + 1) + 5,
+                               max_kills=len(watcher.killed) + tries - 1)
+
+
+def _adjust(master: ProcessRecord, watcher: BootWatcher, target: int, boot_timeout: float, tries: int,
+            drain_timeout: float) -> None:
+    """Bring the worker count to `target`: TTOU retires the oldest, TTIN adds one and waits until it serves."""
+    _wait_booted(watcher, boot_timeout * (tries + 1) + 5)
+    pids = worker_pids(master)
+    while len(pids) > target:
+        retire(master, {pids[0]}, drain_timeout)
+        pids = worker_pids(master)
+    while len(pids) < target:
+        _add_worker(master, watcher, set(pids), boot_timeout, tries)
+        pids = worker_pids(master)
+
+
+def _wait_booted(watcher: BootWatcher, timeout: float) -> None:
+    """Until every live worker finished its startup (hung boots are replaced by the watcher's poll)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        watcher.poll()
+        if set(worker_pids(watcher.master)) <= watcher.started:
+            return
+        time.sleep(POLL)
+    raise RouterError("a LiteLLM worker did not finish startup", exit_code=UNAVAILABLE)
 
 
 def _signal_master(master: ProcessRecord, sig: int) -> None:
@@ -159,62 +209,56 @@ def retire(master: ProcessRecord, old: set[int], drain_timeout: float) -> None:
                           exit_code=UNAVAILABLE)
 
 
-def settle(master: ProcessRecord, log_path: Path, boot_timeout: float, keep: set[int]) -> None:
-    """After a failed swap: kill the extra (unready) workers so the master forks replacements that read the
-    restored config, wait for one to serve, then drop back to one worker. `keep` are the workers that served
-    before the swap; gunicorn retires the oldest on TTOU, so they go once a replacement serves."""
-    extra = [pid for pid in worker_pids(master) if pid not in keep]
-    for pid in extra:
-        process.send(master, pid, signal.SIGKILL)
-    watcher = BootWatcher.from_now(master, log_path, boot_timeout)
-    watcher.started -= set(extra)  # killed, never serving
-    wait_for_new_worker(watcher, keep | set(extra), timeout=boot_timeout * 4 + 5, max_kills=3)
-    retire(master, keep, drain_timeout=35.0)
+def settle(master: ProcessRecord, log_path: Path, boot_timeout: float, keep: set[int],
+           target: int | None = None) -> None:
+    """After a failed swap (the config is restored by then): every worker forked during the swap may have read
+    the config being undone. Unready ones are killed (they serve nothing); then every worker is replaced, one at
+    a time, by a fresh one that reads the restored config, ending with `target` workers (the count before)."""
+    reconcile(master, log_path, boot_timeout, target=target or max(1, len(keep)))
 
 
-def reconcile(master: ProcessRecord, log_path: Path, boot_timeout: float, drain_timeout: float = 35.0) -> dict:
-    """Bring the master back to one worker that booted from the config file as it is now (after an interrupted
-    swap left an extra worker, or workers that read a config since put back).
+def reconcile(master: ProcessRecord, log_path: Path, boot_timeout: float, drain_timeout: float = 35.0,
+              target: int = 1) -> dict:
+    """Bring the master back to `target` workers that all booted from the config file as it is now (after an
+    interrupted or failed swap left extra workers, or workers that read a config since put back).
 
     Workers forked before now that never logged the end of their startup (an interrupted swap's worker, which may
-    hang at boot as any fork can) serve nothing and are SIGKILLed; the master forks replacements. Then the newest
-    worker is the keeper: once it serves (a hung boot is replaced, as in every swap), TTOU retires the others,
-    oldest first as gunicorn does, until the keeper is the only worker. A TTIN adds a fresh worker when none was
-    forked after the restore."""
+    hang at boot as any fork can) serve nothing and are SIGKILLed; the master forks replacements, which read the
+    file as it is now. Every other worker forked before now is then replaced one at a time (TTIN, wait until the
+    new one serves, TTOU retires the oldest, which is always one of them: they are older than any new worker), so
+    the ones still serving keep serving throughout. Finally TTIN/TTOU bring the count to `target`."""
     initial = worker_pids(master)  # forked before the restore: each may have read the config being undone
-    booted = _booted_workers(log_path)
+    booted = booted_workers(log_path)
     unbooted = [pid for pid in initial if pid not in booted]
     for pid in unbooted:
         process.send(master, pid, signal.SIGKILL)
     wait_gone(set(unbooted), 5.0)
     watcher = BootWatcher.from_now(master, log_path, boot_timeout)
     watcher.started &= booted  # a worker counts as serving only once its startup line is seen
-    if all(pid in initial for pid in worker_pids(master)):
-        _signal_master(master, signal.SIGTTIN)
-    retired: set[int] = set()
-    deadline = time.monotonic() + boot_timeout * 4 + drain_timeout + 10
-    while time.monotonic() < deadline:
-        watcher.poll()
-        pids = worker_pids(master)
-        keeper = pids[-1] if pids else None
-        if keeper is None or keeper in initial or keeper not in watcher.started:
-            time.sleep(POLL)  # the fresh worker is still booting (or being forked)
+    stale = [pid for pid in initial if pid not in unbooted]
+    fresh: list[int] = []
+    retired: list[int] = []
+    tries = 4
+    for pid in stale:
+        if not _alive(pid):
             continue
-        others = [pid for pid in pids if pid != keeper]
-        if not others:
-            return {"new_worker": keeper, "retired": sorted(retired), "killed_unbooted": unbooted}
-        for _ in others:
-            _signal_master(master, signal.SIGTTOU)
-        if not wait_gone(set(others), drain_timeout):
-            for pid in others:
-                process.send(master, pid, signal.SIGKILL)
-            wait_gone(set(others), 5.0)
-        retired.update(others)
-    raise RouterError("LiteLLM did not come back to one worker serving the active profile",
-                      hint="`llm-router service restart litellm`", exit_code=UNAVAILABLE)
+        # replacements of killed unbooted workers count as new capacity: wait for them first
+        _wait_booted(watcher, boot_timeout * (tries + 1) + 5)
+        fresh.append(_add_worker(master, watcher, set(initial) | set(fresh), boot_timeout, tries))
+        oldest = worker_pids(master)[0]
+        retire(master, {oldest}, drain_timeout)
+        retired.append(oldest)
+    if not stale and not [p for p in worker_pids(master) if p not in initial]:
+        fresh.append(_add_worker(master, watcher, set(initial), boot_timeout, tries))  # none was forked after
+    _adjust(master, watcher, target, boot_timeout, tries, drain_timeout)
+    pids = worker_pids(master)
+    if any(pid in initial for pid in pids) or len(pids) != target:
+        raise RouterError(f"LiteLLM did not come back to {target} worker(s) serving the active profile",
+                          hint="`llm-router service restart litellm`", exit_code=UNAVAILABLE)
+    return {"new_worker": pids[-1], "workers": pids, "retired": sorted(retired), "killed_unbooted": unbooted}
 
 
-def _booted_workers(log_path: Path, window: int = 8 << 20) -> set[int]:
+def booted_workers(log_path: Path, window: int = 8 << 20) -> set[int]:
     """Workers that logged the end of their startup in the last `window` bytes of the master's log."""
     try:
         with open(log_path, "rb") as handle:
@@ -223,4 +267,3 @@ def _booted_workers(log_path: Path, window: int = 8 << 20) -> set[int]:
             return {int(m.group(1)) for m in STARTED.finditer(handle.read())}
     except OSError:
         return set()
-

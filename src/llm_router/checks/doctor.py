@@ -558,6 +558,7 @@ def run(cfg: RouterConfig | None, config_error: RouterError | None = None,
         ("secrets", lambda: check_secrets(cfg, profile_text)),
         ("permissions", lambda: check_permissions(cfg)),
         ("loopback", lambda: check_exposure(cfg)),
+        ("redis", lambda: check_redis(cfg)),
         ("oauth-callback-port", lambda: check_callback_port(cfg)),
         ("accounts", lambda: check_accounts(cfg)),
         ("disk-space", lambda: check_disk(cfg)),
@@ -565,6 +566,59 @@ def run(cfg: RouterConfig | None, config_error: RouterError | None = None,
     ]
     for name, step in steps:
         findings += _guarded(name, step)
+    return findings
+
+
+def check_redis(cfg: RouterConfig) -> list[Finding]:
+    """services.redis (shared router state): the binary, loopback, the password, and whether Redis answers
+    AUTH + PING (read-only: a RESP probe; no password is generated). Nothing when Redis is off."""
+    from .. import redis_service
+
+    redis = cfg.redis
+    if redis is None:
+        return []
+    findings = []
+    where = f"{redis.host}:{redis.port}" if redis.managed else str(redis.url)
+    if redis.managed:
+        binary = redis_service.find_binary(redis)
+        findings.append(Finding("redis-binary", OK, f"{binary} found") if binary else Finding(
+            "redis-binary", FAIL, f"{redis.binary} is not installed (services.redis.enabled is true)",
+            fix="sudo apt-get install redis-server  (or set services.redis.url to an external Redis)"))
+        if not redis.is_loopback:
+            findings.append(Finding("redis-loopback", WARN, f"services.redis.host is {redis.host}: Redis is reachable "
+                                    "from other machines, protected by its password only (no TLS)",
+                                    fix="set services.redis.host: 127.0.0.1 and reach it through an SSH tunnel "
+                                        "(docs/scale-out.md)"))
+    elif not redis.is_loopback and not redis.tls:
+        findings.append(Finding("redis-loopback", WARN, f"services.redis.url {redis.url} is plain redis:// to "
+                                "another machine: the password and the router state are sent unencrypted",
+                                fix="use rediss:// (TLS) or an SSH tunnel to 127.0.0.1 (docs/scale-out.md)"))
+    source = cfg.secret_source(config_mod.REDIS_PASSWORD_ENV)
+    if source == "missing":
+        if redis.managed:
+            findings.append(Finding("redis-password", OK, "REDIS_PASSWORD will be generated into secrets/ (0600) "
+                                    "at the first `service start`"))
+        else:
+            findings.append(Finding("redis-password", FAIL, f"REDIS_PASSWORD is not set for the external Redis "
+                                    f"{redis.url}", fix="export REDIS_PASSWORD, or name a file for it under "
+                                    "secret_files (copy it from the first host's .router/secrets/REDIS_PASSWORD)"))
+            return findings
+    else:
+        findings.append(Finding("redis-password", OK, f"REDIS_PASSWORD is set ({source})"))
+    probe = redis_service.probe_config(cfg)
+    if probe.ready:
+        findings.append(Finding("redis", OK, f"Redis {where} answers (PING in {probe.latency_ms:.0f} ms): LiteLLM's "
+                                "cooldowns and rpm/tpm counters are shared by every worker and instance"))
+    elif redis.managed and not services.is_running(cfg, "redis"):
+        findings.append(Finding("redis", WARN if services.is_running(cfg, "litellm") else OK,
+                                f"Redis {where} is not running" + (": LiteLLM serves from each worker's in-memory "
+                                "state (cooldowns and rpm limits are per worker)" if services.is_running(
+                                    cfg, "litellm") else "; `service start` starts it"),
+                                fix="llm-router service start redis"))
+    else:
+        findings.append(Finding("redis", FAIL if "password" in (probe.error or "") else WARN,
+                                f"Redis {where}: {probe.error}; LiteLLM serves from each worker's in-memory state",
+                                fix="check REDIS_PASSWORD and services.redis (docs/scale-out.md)"))
     return findings
 
 

@@ -132,6 +132,8 @@ def permission_findings(cfg: RouterConfig | None, fix: bool, root: Path | None =
     targets += [(p, 0o600) for p in secret_files if p.is_file()]
     if layout.cliproxy_runtime_config.is_file():
         targets.append((layout.cliproxy_runtime_config, 0o600))
+    if layout.redis_config.is_file():  # holds the Redis password
+        targets.append((layout.redis_config, 0o600))
     findings = []
     for path, wanted in targets:
         try:
@@ -163,4 +165,61 @@ def run(root: Path, cfg: RouterConfig | None, fix: bool = False) -> list[Finding
         findings.append(Finding("tracked-files", OK, f"{root} is not a git checkout; nothing is tracked"))
     findings += ignore_findings(root, fix)
     findings += permission_findings(cfg, fix, root)
+    findings += redis_findings(cfg)
+    return findings
+
+
+_REDIS_LITERAL_PASSWORD = re.compile(r"^\s*redis_password:\s*(?![\"']?os\.environ/)\S", re.MULTILINE)
+_REDIS_URL_WITH_PASSWORD = re.compile(r"rediss?://[^/@\s:]*:[^/@\s]+@")
+
+
+def redis_findings(cfg: RouterConfig | None) -> list[Finding]:
+    """A Redis that others could reach or read: services.redis on a non-loopback host, a plain redis:// URL to
+    another machine, the rendered redis.conf without loopback bind / protected-mode / requirepass (or not 0600),
+    and a rendered LiteLLM config holding a Redis password instead of an os.environ/ reference."""
+    from ..config import is_loopback_host
+
+    if cfg is None:
+        return []
+    findings = []
+    redis = cfg.redis
+    if redis is not None and redis.managed and not redis.is_loopback:
+        findings.append(Finding("redis-exposed", FAIL, f"services.redis.host is {redis.host}: the Redis holding "
+                                "LiteLLM's router state listens beyond this machine (password only, no TLS)",
+                                fix="set services.redis.host: 127.0.0.1; reach it from other hosts through an SSH "
+                                    "tunnel (docs/scale-out.md)", path=str(cfg.path)))
+    if redis is not None and not redis.managed and not redis.tls and not is_loopback_host(redis.host):
+        findings.append(Finding("redis-exposed", FAIL, f"services.redis.url {redis.url} sends the Redis password "
+                                "and router state unencrypted across the network",
+                                fix="use rediss:// (TLS) or an SSH tunnel to 127.0.0.1 (docs/scale-out.md)",
+                                path=str(cfg.path)))
+    conf = cfg.layout.redis_config
+    text = "\n".join(_read_lines(conf)) if conf.is_file() else ""
+    if text:
+        settings = {}
+        for line in text.splitlines():
+            parts = line.split(None, 1)
+            if parts and not parts[0].startswith("#"):
+                settings[parts[0].lower()] = parts[1].strip() if len(parts) > 1 else ""
+        binds = settings.get("bind", "").split()
+        problems = []
+        if not binds or not all(is_loopback_host(b.lstrip("-")) for b in binds):
+            problems.append(f"bind {' '.join(binds) or '(all interfaces)'}")
+        if settings.get("protected-mode", "yes").lower() != "yes":
+            problems.append("protected-mode no")
+        if not settings.get("requirepass", "").strip('"'):
+            problems.append("no requirepass")
+        if problems:
+            findings.append(Finding("redis-exposed", FAIL, f"{conf}: {', '.join(problems)}",
+                                    fix="`llm-router service restart redis` renders it again from routertool.yaml",
+                                    path=str(conf)))
+    for rendered in sorted(cfg.layout.litellm_dir.glob("*.yaml")) if cfg.layout.litellm_dir.is_dir() else []:
+        body = "\n".join(_read_lines(rendered))
+        if _REDIS_LITERAL_PASSWORD.search(body) or _REDIS_URL_WITH_PASSWORD.search(body):
+            findings.append(Finding("redis-password-in-config", FAIL, f"{rendered} holds a Redis password; rendered "
+                                    "configs must reference it as os.environ/REDIS_PASSWORD",
+                                    fix="render it again: `llm-router profile set <profile>`", path=str(rendered)))
+    if redis is not None and not findings:
+        findings.append(Finding("redis-exposed", OK, "Redis is loopback-only (or TLS), password-protected, and its "
+                                "password is referenced, never written, in rendered configs"))
     return findings

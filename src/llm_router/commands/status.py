@@ -7,7 +7,7 @@ from .. import services
 from ..output import Result, duration, table
 from . import Ctx
 
-NAMES_HELP = "all (default), cliproxyapi_plus or litellm"
+NAMES_HELP = "all (default), cliproxyapi_plus, litellm or redis (when services.redis is enabled)"
 
 
 def _mb(value: int | None) -> str:
@@ -27,15 +27,24 @@ def status_line(st: services.ServiceStatus) -> list[str]:
         parts.append(f"mode {st.mode}")
     if st.version:
         parts.append(f"version {st.version}")
+    if st.workers:
+        parts.append(f"workers {sum(1 for w in st.workers if w['serving'])}/{len(st.workers)} serving")
     parts.append(f"log {st.log}")
     return [st.name, st.state, ", ".join(parts)]
+
+
+def worker_lines(st: services.ServiceStatus) -> list[list[str]]:
+    """One indented line per gunicorn worker under the litellm line."""
+    return [[f"  worker {w['pid']}", "SERVING" if w["serving"] else "BOOTING",
+             f"uptime {duration(w['uptime'])}, rss {_mb(w['rss_bytes'])}"] for w in st.workers]
 
 
 def show_status(ctx: Ctx, names: list[str] | None = None) -> Result:
     statuses = services.status(ctx.config, names or "all")
     pending = services.pending_switch(ctx.config)
     return Result("status", data={"services": [s.to_dict() for s in statuses]},
-                  text=table([status_line(s) for s in statuses]), warnings=[*ctx.warnings, *filter(None, [pending])])
+                  text=table([row for s in statuses for row in [status_line(s), *worker_lines(s)]]),
+                  warnings=[*ctx.warnings, *filter(None, [pending])])
 
 
 def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
@@ -43,12 +52,17 @@ def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
     rows = []
     for r in results:
         probe = r["probe"]
-        answer = f"HTTP {probe['status']}" if probe["status"] else probe["error"]
+        answer = f"HTTP {probe['status']}" if probe["status"] else probe["error"] or "PONG"
+        verb = "PING" if r["service"] == "redis" else "GET"
         rows.append([r["service"], "live" if r["live"] else "not live", "ready" if r["ready"] else "NOT READY",
-                     f"GET {probe['url']} -> {answer}" + (f" in {probe['latency_ms']:.0f} ms"
-                                                          if probe["latency_ms"] is not None else "")])
+                     f"{verb} {probe['url']} -> {answer}" + (f" in {probe['latency_ms']:.0f} ms"
+                                                             if probe["latency_ms"] is not None else "")])
+        if r.get("shared_state"):
+            rows.append(["", "", "", f"router state: {r['shared_state']['detail']}"])
     ok = all(r["ready"] for r in results)
-    return Result("health", data={"services": results}, text=table(rows), ok=ok, warnings=list(ctx.warnings))
+    degraded = [r["shared_state"]["detail"] for r in results if r.get("shared_state") and not r["shared_state"]["ok"]]
+    return Result("health", data={"services": results}, text=table(rows), ok=ok,
+                  warnings=[*ctx.warnings, *degraded])
 
 
 def with_names(subparsers, verb: str, doc: str, fn, common):

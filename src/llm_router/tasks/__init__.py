@@ -6,7 +6,7 @@ import importlib
 
 from invoke import Collection
 
-TASK_MODULES = ("config", "events", "service", "check", "bootstrap", "auth", "profile", "bench", "connect")
+TASK_MODULES = ("config", "events", "service", "check", "bootstrap", "auth", "profile", "bench", "connect", "usage")
 ROOT_TASKS = (("stack", "up"), ("stack", "down"), ("demo", "demo"))  # (module, task) at the top level
 
 

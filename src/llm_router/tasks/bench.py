@@ -1,4 +1,4 @@
-"""bench.failover, bench.start, bench.switch: thin wrappers over the checkout's scripts/bench/*.py"""
+"""bench.failover, bench.start, bench.switch, bench.scale, bench.usage: thin wrappers over the checkout's scripts/bench/*.py"""
 import importlib
 
 from invoke import Collection, task
@@ -51,4 +51,29 @@ def switch(c, rate=25.0, threads=4, switches=2, mode="", bytecode_cache=False, j
         raise Exit(code=code)
 
 
-ns = Collection("bench", failover, start, switch)
+@task(help={"delay_ms": "the upstream stand-in's fixed delay (default 50)",
+            "p99_ms": "the p99 a throughput level must stay within (default 400)",
+            "seconds": "seconds per load level (default 8)", "levels": "client concurrencies (default 1,2,4,8,12,16)",
+            "latency_requests": "sequential requests per stack for the Redis latency (default 300)",
+            "json": "print JSON"}, auto_shortflags=False)
+def scale(c, delay_ms=50.0, p99_ms=400.0, seconds=8.0, levels="1,2,4,8,12,16", latency_requests=300, json=False):
+    """Req/s at a fixed p99 for 1 vs 2 LiteLLM workers, and the added latency of Redis-shared router state."""
+    code = _script("scale").main([f"--delay-ms={delay_ms}", f"--p99-ms={p99_ms}", f"--seconds={seconds}",
+                                  f"--levels={levels}", f"--latency-requests={latency_requests}",
+                                  *(["--json"] if json else [])])
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"requests": "requests per proxy per round (default 200)", "rounds": "alternating rounds (default 5)",
+            "sustained": "requests in the sustained run (default 10000)", "max_mb": "the store's bound (default 1)",
+            "json": "print JSON"}, auto_shortflags=False)
+def usage(c, requests=200, rounds=5, sustained=10000, max_mb=1.0, json=False):
+    """The usage callback's cost (store on vs off, same run) and a sustained run within the store's bounds."""
+    code = _script("usage").main([f"--requests={requests}", f"--rounds={rounds}", f"--sustained={sustained}",
+                                  f"--max-mb={max_mb}", *(["--json"] if json else [])])
+    if code:
+        raise Exit(code=code)
+
+
+ns = Collection("bench", failover, start, switch, scale, usage)

@@ -1,0 +1,194 @@
+"""Redis for shared LiteLLM router state: the config llm-router renders for the Redis it runs, and a RESP probe.
+
+LiteLLM keeps cooldowns, `allowed_fails` counters and rpm/tpm counters in each worker's memory; with
+`router_settings.redis_host/redis_port/redis_password` (or `redis_url`) every worker and every instance shares them
+(reference: litellm.md; router.py `Router(redis_...)`, `CooldownCache` re-reads Redis every 1 s). When Redis goes
+away LiteLLM keeps serving from its in-memory state.
+
+The managed Redis is Debian's `redis-server`, started by the supervisor (services.py) through the same launch path
+as every other service: its own session, the launch marker, the pid file, readiness. It reads everything from
+`runtime/redis/redis.conf` (0600): the password is in that file, never on the command line (visible in `ps`).
+Loopback by default, `protected-mode yes`, a password always, persistence off (nothing on disk) or AOF.
+
+Redis speaks RESP, not HTTP: readiness is `AUTH <password>` + `PING` answered `+PONG` over a socket, plus a socket
+of the launch listening on the port (process.listens_on).
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from .config import REDIS_PASSWORD_ENV, RedisConfig, RouterConfig
+from .errors import NOT_FOUND, USAGE, RouterError
+from .fsutil import atomic_write, ensure_private_dir
+from .health import Probe
+
+PROBE_TIMEOUT = 2.0
+
+
+def password(cfg: RouterConfig, generate: bool = True) -> str | None:
+    """The Redis password: REDIS_PASSWORD from the environment or secret_files, or the one generated into
+    secrets/ (0600) for a managed Redis. An external Redis's password is never generated."""
+    if generate and cfg.redis is not None and cfg.redis.managed:
+        from . import keys
+
+        return keys.ensure_key(cfg, REDIS_PASSWORD_ENV)
+    return cfg.secret(REDIS_PASSWORD_ENV)
+
+
+def find_binary(redis: RedisConfig) -> str | None:
+    path = Path(redis.binary)
+    if path.is_absolute() or "/" in redis.binary:
+        return str(path) if path.is_file() else None
+    return shutil.which(redis.binary) or next(
+        (str(p) for p in (Path("/usr/bin") / redis.binary, Path("/usr/sbin") / redis.binary) if p.is_file()), None)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(cfg: RouterConfig, secret: str) -> str:
+    """redis.conf for the managed Redis (see the module doc). Logs go to stdout, which is the service log."""
+    redis, layout = cfg.redis, cfg.layout
+    assert redis is not None and redis.managed
+    aof = redis.persistence == "aof"
+    lines = [
+        "# Rendered by llm-router (services.redis in routertool.yaml); rewritten at every start. Do not edit.",
+        f"bind {redis.host}",
+        f"port {redis.port}",
+        "protected-mode yes",
+        f"requirepass {_quote(secret)}",
+        "daemonize no",
+        "supervised no",
+        # Redis's process title would overwrite the memory that holds its environment, and with it the launch
+        # marker (LLM_ROUTER_LAUNCH_ID) that proves the process ours (process.py): keep the plain command line.
+        "set-proc-title no",
+        'pidfile ""',
+        'logfile ""',
+        "loglevel notice",
+        "databases 16",
+        f"dir {_quote(str(layout.redis_data_dir))}",
+        'save ""',  # no RDB snapshots: router state is short-lived (cooldowns, per-minute counters)
+        "stop-writes-on-bgsave-error no",
+        f"appendonly {'yes' if aof else 'no'}",
+        "appendfsync everysec",
+        "maxmemory 256mb",
+        "maxmemory-policy volatile-ttl",  # router keys carry TTLs; evict the soonest-expiring first
+        "timeout 0",
+        "tcp-keepalive 60",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(cfg: RouterConfig) -> Path:
+    """Render redis.conf (0600) and its data folder (0700); returns the config path."""
+    layout = cfg.layout
+    secret = password(cfg)
+    ensure_private_dir(layout.redis_dir)
+    ensure_private_dir(layout.redis_data_dir)
+    atomic_write(layout.redis_config, render_config(cfg, secret), mode=0o600)
+    return layout.redis_config
+
+
+def prepare_argv(cfg: RouterConfig) -> list[str]:
+    redis = cfg.redis
+    if redis is None or not redis.managed:
+        raise RouterError("services.redis is not enabled", hint="set services.redis.enabled: true in routertool.yaml",
+                          exit_code=USAGE)
+    binary = find_binary(redis)
+    if binary is None:
+        raise RouterError(f"{redis.binary} is not installed",
+                          hint="install Debian's redis-server (`sudo apt-get install redis-server`; llm-router "
+                               "starts its own, so `sudo systemctl disable --now redis-server` keeps the system "
+                               "one out of the way), or set services.redis.url to an external Redis",
+                          exit_code=NOT_FOUND)
+    return [binary, str(write_config(cfg))]
+
+
+# --------------------------------------------------------------------------- RESP
+
+def _command(*parts: str) -> bytes:
+    out = [f"*{len(parts)}\r\n".encode()]
+    for part in parts:
+        data = part.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _read_line(sock_file) -> bytes:
+    line = sock_file.readline(65536)
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("connection closed")
+    return line[:-2]
+
+
+def _reply(sock_file) -> object:
+    line = _read_line(sock_file)
+    kind, rest = line[:1], line[1:]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RedisReplyError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        data = sock_file.read(size + 2)
+        return data[:-2].decode(errors="replace")
+    if kind == b"*":
+        count = int(rest)
+        return None if count < 0 else [_reply(sock_file) for _ in range(count)]
+    raise ConnectionError(f"not a Redis reply: {line[:40]!r}")
+
+
+class RedisReplyError(Exception):
+    pass
+
+
+def call(host: str, port: int, secret: str | None, *commands: tuple[str, ...],
+         timeout: float = PROBE_TIMEOUT, use_tls: bool = False) -> list[object]:
+    """Send `commands` (after AUTH when `secret`) over one connection; the replies, errors as RedisReplyError
+    values. Raises OSError/ConnectionError when Redis cannot be reached."""
+    raw = socket.create_connection((host, port), timeout=timeout)
+    if use_tls:
+        import ssl
+
+        raw = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+    with raw, raw.makefile("rb") as reader:
+        sent = ([("AUTH", secret)] if secret else []) + list(commands)
+        raw.sendall(b"".join(_command(*c) for c in sent))
+        replies = [_reply(reader) for _ in sent]
+    return replies[1:] if secret else replies
+
+
+def probe(host: str, port: int, secret: str | None, timeout: float = PROBE_TIMEOUT, use_tls: bool = False) -> Probe:
+    """AUTH + PING; ready only on +PONG. Never raises; never shows the password."""
+    url = f"redis{'s' if use_tls else ''}://{host}:{port}"
+    started = time.monotonic()
+    try:
+        replies = call(host, port, secret, ("PING",), timeout=timeout, use_tls=use_tls)
+    except (OSError, ConnectionError, ValueError) as exc:
+        return Probe(url, False, None, None, error=f"unreachable ({exc.strerror or exc})"
+                     if isinstance(exc, OSError) and exc.strerror else f"unreachable ({exc})")
+    latency = round((time.monotonic() - started) * 1000, 1)
+    reply = replies[-1] if replies else None
+    if reply == "PONG":
+        return Probe(url, True, None, latency)
+    text = str(reply)
+    if "NOAUTH" in text or "WRONGPASS" in text or "invalid password" in text.lower():
+        return Probe(url, False, None, latency, error="the Redis password (REDIS_PASSWORD) is refused")
+    return Probe(url, False, None, latency, error=f"unexpected answer to PING: {text[:80]}")
+
+
+def probe_config(cfg: RouterConfig, timeout: float = PROBE_TIMEOUT) -> Probe | None:
+    """The configured Redis (managed or external), probed with the configured password; None when Redis is off.
+    Read-only: never generates a password."""
+    redis = cfg.redis
+    if redis is None:
+        return None
+    return probe(redis.host, redis.port, password(cfg, generate=False), timeout=timeout, use_tls=redis.tls)
