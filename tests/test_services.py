@@ -33,6 +33,7 @@ class CliproxyServiceTest(StackRepo):
         code, out, err = self.cli("service", "start", CP)
         self.assertEqual(code, 0, err)
         self.assertIn("cliproxyapi_plus  started", out)
+        self.assertIn("note: CLIProxyAPIPlus 6.x 6.9.28-0", out)  # the line, probed from the running binary
         self.remember_pids()
         record, _ = services.read_record(self.cfg.layout, CP)
         self.assertEqual(record.port, self.ports["cliproxy_port"])
@@ -46,6 +47,7 @@ class CliproxyServiceTest(StackRepo):
         self.assertGreater(entry["rss_bytes"], 0)
         code, out, _ = self.cli("status")
         self.assertRegex(out, rf"cliproxyapi_plus\s+RUNNING\s+pid {record.pid}, port {record.port}, uptime 0:00:\d\d")
+        self.assertIn("version 6.9.28-0-plus (CLIProxyAPIPlus 6.x)", out)
 
         code, out, err = self.cli("health", CP)
         self.assertEqual(code, 0, out + err)

@@ -17,8 +17,6 @@ stand-in imports the model catalogue from here.
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -211,6 +209,9 @@ def probe_help(features: Features, help_text: str) -> Features:
 
 
 def _request(method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> tuple[int, dict]:
+    import urllib.error  # here: `status` reads the line from this module and never makes a request
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
     try:

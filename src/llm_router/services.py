@@ -73,6 +73,7 @@ class ServiceStatus:
     rss_bytes: int | None = None
     profile: str | None = None
     version: str | None = None
+    line: str | None = None  # cliproxyapi_plus: which CLIProxyAPI line (cliproxy_lines)
     mode: str | None = None
     restarts: int = 0
     detail: str | None = None
@@ -131,6 +132,11 @@ def inspect(cfg: RouterConfig, name: str, clean: bool = True) -> ServiceStatus:
     status.uptime = time.time() - record.started_at
     status.rss_bytes = process.group_rss(record)
     status.version = record.version
+    if name == "cliproxyapi_plus" and record.version:
+        from .cliproxy_lines import classify  # from the recorded banner: no probe, nothing started
+
+        with contextlib.suppress(ValueError, KeyError):
+            status.line = classify(record.version).title
     status.mode = record.mode
     status.restarts = record.restarts
     status.profile = _active_profile(layout) if name == "litellm" else None
@@ -448,6 +454,8 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
         if name in ("cliproxyapi_plus", "redis"):
             record.version = _banner_version(log_path, offset)
             record.save(layout)
+        if name == "cliproxyapi_plus":
+            launch.notes += _line_notes(cfg)
         if launch.mode == "gunicorn":
             _start_prover(cfg)
     except BaseException:  # not ready, an error, Ctrl-C: nothing of this launch is left running or recorded
@@ -455,6 +463,21 @@ def _start_one(cfg: RouterConfig, name: str, timeout: float | None) -> dict:
         raise
     return {"service": name, "result": "started", "pid": proc.pid, "port": record.port, "mode": launch.mode,
             "profile": launch.profile, "version": record.version, "notes": notes + launch.notes}
+
+
+def _line_notes(cfg: RouterConfig) -> list[str]:
+    """Which CLIProxyAPI line was started and what it lacks, probed from the running binary (read-only, never
+    fatal: a probe that fails says nothing)."""
+    from . import cliproxy, cliproxy_lines
+
+    try:
+        features = cliproxy.installed_features(cfg, ask_server=True)
+    except (RouterError, OSError, ValueError):
+        return []
+    if features is None:
+        return []
+    gaps = cliproxy_lines.missing(features)
+    return [cliproxy_lines.describe(features) + (f"; lacks: {'; '.join(gaps)}" if gaps else "")]
 
 
 def _abort_start(cfg: RouterConfig, name: str, proc: subprocess.Popen, record: ProcessRecord | None) -> None:

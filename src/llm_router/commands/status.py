@@ -26,7 +26,7 @@ def status_line(st: services.ServiceStatus) -> list[str]:
     if st.mode:
         parts.append(f"mode {st.mode}")
     if st.version:
-        parts.append(f"version {st.version}")
+        parts.append(f"version {st.version}" + (f" ({st.line})" if st.line else ""))
     if st.workers:
         parts.append(f"workers {sum(1 for w in st.workers if w['serving'])}/{len(st.workers)} serving")
     parts.append(f"log {st.log}")
