@@ -824,3 +824,26 @@ class LoginTest(SecretsMixin, StackRepo):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class QuotaStatusTest(SecretsMixin, StackRepo):
+    """`auth status --quota`: remaining Copilot quota where the running line tells it, "unknown" otherwise."""
+
+    def test_quota_is_unknown_where_the_line_has_no_route_or_the_proxy_is_stopped(self):
+        from llm_router.standin.cliproxy import write_copilot_login
+
+        write_copilot_login(self.cfg.layout.auths_dir, "octocat").chmod(0o600)
+        code, out, err = self.cli("auth", "status", "--quota")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn("QUOTA", out)
+        self.assertIn("quota: unknown (CLIProxyAPIPlus is not running)", out)
+        self.assertEqual(services.start(self.cfg, [CP])[0]["result"], "started")
+        self.remember_pids()
+        code, out, err = self.cli("auth", "status", "--quota", "--json")
+        self.assertEqual(code, 0, out + err)
+        data = json.loads(out)["data"]
+        self.assertFalse(data["quota"]["available"])
+        self.assertIn("has no /copilot-quota route", data["quota"]["reason"])  # the 6.9 line of the stand-in
+        code, out, _ = self.cli("auth", "status", "--quota")
+        copilot = next(line for line in out.splitlines() if line.startswith("github-copilot"))
+        self.assertIn("unknown", copilot)

@@ -91,15 +91,34 @@ def _left(info: dict) -> str:
     return span(left) if left > 0 else f"expired {span(left)} ago"
 
 
-def show_status(ctx: Ctx) -> Result:
+def _quota_cell(account: dict, quota: dict | None) -> str:
+    """Remaining Copilot quota and reset time where the running CLIProxyAPIPlus tells it, else unknown."""
+    if quota is None:
+        return ""
+    for entry in quota.get("accounts") or []:
+        if account["provider"] == "github-copilot" and entry["name"] in (account["account"], account["file"]):
+            return f"{entry['remaining']} (resets {entry['resets_at']})"
+    return "unknown"
+
+
+def show_status(ctx: Ctx, quota: bool = False) -> Result:
     report = auth.status(ctx.config)
     accounts = report["accounts"]
     proxy = report["proxy"]
+    found = None
+    if quota:  # asked of the running CLIProxyAPIPlus, on a line with /copilot-quota (models_view.cliproxy_quota)
+        from ..models_view import cliproxy_quota
+
+        found = report["quota"] = cliproxy_quota(ctx.config)
     rows = [[a["provider"] or "?", a["account"] or "-", a["plan"] or "-",
              (parse_time(a["expires_at"]).astimezone().strftime("%Y-%m-%d %H:%M") if a["expires_at"] else "-"),
-             _left(a), a["mode"] or "-", a["proxy_status"] or "-", a["level"], a["file"]] for a in accounts]
+             _left(a), a["mode"] or "-", a["proxy_status"] or "-", a["level"], a["file"]]
+            + ([_quota_cell(a, found)] if quota else []) for a in accounts]
     if accounts:
-        text = table(rows, ["PROVIDER", "ACCOUNT", "PLAN", "EXPIRES", "LEFT", "MODE", "PROXY", "STATUS", "FILE"])
+        text = table(rows, ["PROVIDER", "ACCOUNT", "PLAN", "EXPIRES", "LEFT", "MODE", "PROXY", "STATUS", "FILE"]
+                     + (["QUOTA"] if quota else []))
+        if quota and found is not None and not found.get("available"):
+            text += f"\nquota: unknown ({found.get('reason') or 'not reported'})"
     else:
         text = (f"no accounts in {report['auth_dir']}: add one with `llm-router auth codex login`, "
                 "`llm-router auth copilot login` or `llm-router auth codex import-headless`")
@@ -150,4 +169,6 @@ def add_parsers(sub, common) -> None:
 
     p = actions.add_parser("status", help="every account: provider, plan, expiry, file mode, proxy status",
                            parents=[common])
-    p.set_defaults(run=lambda ctx, a: show_status(ctx))
+    p.add_argument("--quota", action="store_true",
+                   help="also ask the running CLIProxyAPIPlus for each Copilot account's remaining quota")
+    p.set_defaults(run=lambda ctx, a: show_status(ctx, quota=a.quota))

@@ -32,10 +32,11 @@ def codex_import(c, source="", dest_dir="", force=False, json=False):
         force=force)
 
 
-@task(default=True, help={"json": JSON_HELP}, auto_shortflags=False)
-def status(c, json=False):
+@task(default=True, help={"json": JSON_HELP, "quota": "also ask for each Copilot account's remaining quota"},
+      auto_shortflags=False)
+def status(c, json=False, quota=False):
     """Every account: provider, plan, expiry and time left, file mode, the proxy's status."""
-    run("auth status", cmd.show_status, json=json)
+    run("auth status", cmd.show_status, json=json, quota=quota)
 
 
 ns = Collection("auth", codex_login, copilot_login, codex_import, status)
