@@ -123,6 +123,17 @@ class ProcessIdentityTest(StackRepo):
             self.cli(*argv)
             self.assert_alive(victim)
 
+    def test_a_live_process_recorded_by_an_older_llm_router_is_neither_signalled_nor_forgotten(self):
+        victim = psutil.Process(self.spawn([sys.executable, "-c", "import time; time.sleep(120)"],
+                                           start_new_session=True).pid)
+        self.write_pid_file(self.record_for(victim.pid, victim.create_time(), cmdline=victim.cmdline()))
+        for argv in (("status",), ("service", "stop", CP)):
+            code, out, err = self.cli(*argv)
+            self.assertEqual(code, 0, out + err)
+            self.assertIn("started by an older llm-router (no launch id): not proven ours", out)
+            self.assert_alive(victim)
+            self.assertTrue(self.cfg.layout.pid_file(CP).exists())
+
     def test_malformed_pid_files_are_stale_and_nothing_is_signalled(self):
         cases = {"pid 0": self.record_for(0, 1.0), "pid 1": self.record_for(1, 1.0),
                  "negative pid": self.record_for(-5, 1.0), "string pid": self.record_for("abc", 1.0),

@@ -53,6 +53,15 @@ class ServeRequestsTest(unittest.TestCase):
     def setUp(self):
         self.folder = tempfile.mkdtemp(prefix="prove-folder-")
         self.addCleanup(lambda: subprocess.run(["rm", "-rf", self.folder]))
+        # children this test process had before (other tests' in a whole-suite run): never reaped or counted here
+        self.earlier = {child.pid for child in psutil.Process().children()}
+
+    def new_children(self) -> list[int]:
+        return [child.pid for child in psutil.Process().children() if child.pid not in self.earlier]
+
+    def reap_new(self) -> list[int]:
+        """Wait for the intermediate children serve_requests forked, as gunicorn would: their exit statuses."""
+        return [os.waitpid(pid, 0)[1] for pid in self.new_children()]
 
     def request(self, text: str) -> str:
         request_id = os.urandom(8).hex()
@@ -70,9 +79,10 @@ class ServeRequestsTest(unittest.TestCase):
         self.assertEqual(sorted(claimed), sorted([good, bad]))
         self.assertEqual(prove_worker.serve_requests(self.folder, load=ok_loader), [])  # claimed once
         # what gunicorn reaps: only the intermediate children, each with exit status 0 (never 3 or 4)
-        statuses = [os.waitpid(-1, 0) for _ in claimed]
-        self.assertTrue(all(status == 0 for _, status in statuses), statuses)
-        self.assertEqual(psutil.Process().children(), [])  # the provers are nobody's children
+        statuses = self.reap_new()
+        self.assertEqual(len(statuses), len(claimed))
+        self.assertTrue(all(status == 0 for status in statuses), statuses)
+        self.assertEqual(self.new_children(), [])  # the provers are nobody's children
         self.assertTrue(wait_until(lambda: self.verdict(good) and self.verdict(bad)))
         self.assertEqual(self.verdict(good)["ok"], True)
         self.assertEqual(self.verdict(good)["models"], 1)
@@ -93,7 +103,7 @@ class ServeRequestsTest(unittest.TestCase):
         hung = self.request("x")
         with mock.patch.object(prove_worker, "PROVER_ALARM", 1):
             prove_worker.serve_requests(self.folder, load=hang)
-        os.waitpid(-1, 0)  # the intermediate child, as gunicorn would
+        self.reap_new()  # the intermediate child, as gunicorn would
         self.assertTrue(wait_until(pid_file.exists))
         prover = int(pid_file.read_text())
         self.addCleanup(lambda: gone(prover) or os.kill(prover, signal.SIGKILL))
@@ -106,7 +116,7 @@ class ServeRequestsTest(unittest.TestCase):
 
         raised = self.request("x")
         prove_worker.serve_requests(self.folder, load=boom)
-        os.waitpid(-1, 0)
+        self.reap_new()
         self.assertTrue(wait_until(lambda: not Path(self.folder, f"{raised}.taken").exists()))
         self.assertIsNone(self.verdict(raised))
 

@@ -187,6 +187,9 @@ class UsageOnRealLiteLLM(unittest.TestCase):
         self.assertEqual(self.cli("cooldown", "reset", "nope/x/y", expect=4)["errors"][0]["exit_code"], 4)
         self.assertEqual(self.cli("cooldown", "reset", expect=2)["errors"][0]["exit_code"], 2)
         self.assertEqual(self.cli("usage", "--since", "yesterday", expect=2)["errors"][0]["exit_code"], 2)
+        # a huge --since reads like "all": the chart starts at the first recorded row, not a hundred millennia ago
+        huge = self.cli("usage", "--since", "99999999999999d")["data"]
+        self.assertLessEqual(len(huge["per_hour"]), 48)
         for group in self.cli("models")["data"]["models"]:
             for deployment in group["deployments"]:
                 self.assertEqual(deployment["state"], "serving", deployment["id"])

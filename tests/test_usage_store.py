@@ -139,6 +139,18 @@ class WriterBasics(_Base):
         self.assertEqual(self.count(), 1)
 
 
+class ReaderPaths(_Base):
+    def test_a_path_with_uri_characters_is_read_where_it_is_and_never_created_elsewhere(self):
+        self.dir = self.root / "odd%20#name?x" / "usage"
+        writer = self.writer()
+        writer.submit(row(1))
+        self.assertTrue(writer.flush())
+        before = sorted(p.name for p in self.root.iterdir())
+        with store.Reader(self.dir) as reader:
+            self.assertEqual(len(reader.requests(0.0)), 1)
+        self.assertEqual(sorted(p.name for p in self.root.iterdir()), before)  # nothing opened read-write beside it
+
+
 class Bounds(_Base):
     def test_age_bound(self):
         writer = self.writer(settings=store.Settings(max_days=1))

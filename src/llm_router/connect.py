@@ -326,7 +326,8 @@ def _llm(ep: Endpoint, model: str, env: dict, home: Path) -> ClientSetup:
 
     path = llm_user_dir(env, home) / "extra-openai-models.yaml"
     text = yaml.safe_dump([llm_entry(ep, model)], sort_keys=False).rstrip()
-    notes = (f"Store the key once: llm keys set {PROVIDER_ID} --value {ep.key.shell}",
+    # piped, not --value: the expanded key would be on llm's command line (visible in ps) while it runs
+    notes = (f"Store the key once: printf '%s\\n' {ep.key.shell} | llm keys set {PROVIDER_ID}",
              "Without a stored key llm falls back to $OPENAI_API_KEY (what `llm-router run llm -- ...` sets).")
     return ClientSetup("llm", CLIENT_TITLES["llm"], model, ep, (), (Snippet("yaml", _tilde(path, home), text, path),),
                        command=f'llm -m {model} "say hello"', notes=notes, writable=True, write_path=path)

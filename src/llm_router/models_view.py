@@ -194,7 +194,10 @@ def cliproxy_quota(cfg: RouterConfig) -> dict:
 
     if not services.is_running(cfg, SERVICE):
         return {"available": False, "reason": "CLIProxyAPIPlus is not running"}
-    features = installed_features(cfg, ask_server=True)
+    try:
+        features = installed_features(cfg, ask_server=True)
+    except (RouterError, OSError, ValueError) as exc:  # the `-h` probe of the binary failed
+        return {"available": False, "reason": getattr(exc, "message", None) or str(exc)[:200]}
     if features is None:
         return {"available": False, "reason": "the CLIProxyAPIPlus binary is not installed"}
     result: dict[str, Any] = {"available": False, "line": features.line, "version": features.version,

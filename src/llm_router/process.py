@@ -162,6 +162,21 @@ def unproven_reason(record: ProcessRecord) -> str | None:
     return None
 
 
+def legacy_alive(record: ProcessRecord) -> bool:
+    """A record from an older llm-router (no launch id) whose pid still names a process of the recorded create
+    time: likely that service, but unproven, so it is neither signalled nor forgotten (the user stops it)."""
+    import psutil
+
+    if record.launch_id:
+        return False
+    try:
+        proc = psutil.Process(record.pid)
+        return abs(proc.create_time() - record.create_time) <= CREATE_TIME_SLACK and \
+            proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def owned_leader(record: ProcessRecord) -> psutil.Process | None:
     """The live process the record describes, proven ours; None otherwise (gone, zombie, recycled pid)."""
     import psutil

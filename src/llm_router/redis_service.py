@@ -47,6 +47,12 @@ def find_binary(redis: RedisConfig) -> str | None:
 
 
 def _quote(value: str) -> str:
+    """A redis.conf string; a value with a line break or control character (a REDIS_PASSWORD from the
+    environment, say) could add a directive, so it is refused."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise RouterError("REDIS_PASSWORD (or another redis.conf value) holds a control character or line break",
+                          hint="use printable characters only (llm-router generates one when it is unset)",
+                          exit_code=USAGE)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -179,6 +179,9 @@ def is_running(cfg: RouterConfig, name: str) -> bool:
 
 
 def _stale_detail(record: ProcessRecord) -> str:
+    if process.legacy_alive(record):
+        return (f"pid {record.pid} was started by an older llm-router (no launch id): not proven ours, so it is "
+                "never signalled; stop it yourself, then remove its pid file")
     why = process.unproven_reason(record)
     return f"stale pid file (pid {record.pid}): {why}" if why else f"stale pid file, process gone (pid {record.pid})"
 
@@ -194,7 +197,8 @@ def _clean_stale(layout: Layout, name: str) -> None:
         return
     try:
         record, _ = read_record(layout, name)  # again, under the lock
-        if record is None or not (process.owned_leader(record) or process.owned_members(record)):
+        if record is None or not (process.owned_leader(record) or process.owned_members(record)
+                                  or process.legacy_alive(record)):
             with contextlib.suppress(OSError):
                 layout.pid_file(name).unlink()
     except OSError:
@@ -614,6 +618,8 @@ def _forget(cfg: RouterConfig, name: str) -> str | None:
     if record is not None:
         process.end_leftovers(record)
         problem = _stale_detail(record)
+        if process.legacy_alive(record):
+            return problem  # kept: the only record of a live process that is not proven ours
     cfg.layout.pid_file(name).unlink(missing_ok=True)
     return problem
 

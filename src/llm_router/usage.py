@@ -512,7 +512,7 @@ class Reader:
         self.exists = self.path.is_file()
         self.conn: sqlite3.Connection | None = None
         if self.exists:
-            uri = f"file:{self.path}?mode=ro"
+            uri = self.path.resolve().as_uri() + "?mode=ro"  # as_uri escapes %, # and ? in the path
             self.conn = sqlite3.connect(uri, uri=True, timeout=5.0)
             self.conn.row_factory = sqlite3.Row
 

@@ -42,20 +42,23 @@ def report(cfg, since: str = "24h", by: str = "deployment", now: float | None = 
         raise RouterError(f"--by must be one of {', '.join(store.BY_KEYS)}, got {by!r}", exit_code=USAGE)
     now = time.time() if now is None else now
     back = parse_since(since)
-    reader = store.Reader(cfg.layout.usage_dir)
+    reader = None
     try:
+        reader = store.Reader(cfg.layout.usage_dir)
         rows = reader.requests(0.0 if back == float("inf") else now - back)
         workers = reader.workers()
         size = reader.size_bytes()
     except sqlite3.DatabaseError as exc:
-        raise _unreadable(reader.path, exc) from None
+        raise _unreadable(store.db_path(cfg.layout.usage_dir), exc) from None
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
     known = set(deployment_ids(cfg))
     for row in rows:
         if row.get("deployment") in known:
             row["provider"] = split_id(row["deployment"])[1]  # the routertool.yaml provider, not LiteLLM's "openai"
-    start = (min((r["ts"] for r in rows), default=now) if back == float("inf") else now - back)
+    # the chart starts at the first recorded row at the earliest (retention bounds it), whatever --since says
+    start = max(now - back, min((r["ts"] for r in rows), default=now))
     models = sorted({str(r.get("model") or "-") for r in rows})
     totals = store.summarize([{**r, "all": "all"} for r in rows], "all")
     alive = {w["pid"] for w in live_workers(workers, now)}
