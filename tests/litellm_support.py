@@ -166,3 +166,29 @@ class StandinStack:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
+
+
+def class_sandbox(cls, prefix: str, providers: dict, groups: dict, profile: str, litellm_mode: str = "uvicorn"):
+    """One sandbox stack (the CLIProxyAPIPlus stand-in, an upstream stand-in for every openai_compatible provider,
+    the real LiteLLM) for a whole test class, started now; `groups` is {name: [(provider, model), ...]}. Class
+    cleanups stop it by its recorded processes and remove its folder, and fail if anything of it is left."""
+    import shutil
+
+    from llm_router import sandbox
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    cls.addClassCleanup(shutil.rmtree, root, True)
+    box = sandbox.Sandbox(root=root / "box", providers=providers,
+                          models=[{"name": g, "deployments": [{"provider": p, "model": m} for p, m in deps]}
+                                  for g, deps in groups.items()],
+                          profile=profile, litellm_mode=litellm_mode)
+
+    def close() -> None:
+        problems = box.close()
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+    cls.addClassCleanup(close)
+    box.prepare()
+    box.start()
+    return box

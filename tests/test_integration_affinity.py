@@ -7,16 +7,12 @@ sent to that deployment, before the `order` filter, so a conversation that faile
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import unittest
-from pathlib import Path
 
-from llm_router import sandbox
 from llm_router.config import MASTER_KEY_ENV
 from llm_router.standin.process import requests_log, set_fault
-from tests.litellm_support import requires_litellm
+from tests.litellm_support import class_sandbox, requires_litellm
 
 CLIPROXY = "cliproxy"
 FIRST, SECOND = "pin-first", "pin-second"
@@ -30,25 +26,11 @@ class ResponsesAffinityTest(unittest.TestCase):
     def setUpClass(cls):
         import httpx
 
-        root = Path(tempfile.mkdtemp(prefix="llm-router-affinity-"))
-        cls.addClassCleanup(shutil.rmtree, root, True)
-        box = sandbox.Sandbox(root=root / "box", providers={CLIPROXY: {"type": "cliproxyapi_plus"}},
-                              models=[{"name": "pin", "deployments": [{"provider": CLIPROXY, "model": FIRST},
-                                                                      {"provider": CLIPROXY, "model": SECOND}]}],
-                              profile="cost", litellm_mode="uvicorn")
-        cls.box = box
-        cls.addClassCleanup(cls._close)
-        box.prepare()
-        box.start()
+        cls.box = box = class_sandbox(cls, "llm-router-affinity-", {CLIPROXY: {"type": "cliproxyapi_plus"}},
+                                      {"pin": [(CLIPROXY, FIRST), (CLIPROXY, SECOND)]}, "cost")
         cls.http = httpx.Client(trust_env=False, timeout=TIMEOUT)
         cls.addClassCleanup(cls.http.close)
         cls.key = box.cfg.secret(MASTER_KEY_ENV)
-
-    @classmethod
-    def _close(cls):
-        problems = cls.box.close()
-        if problems:
-            raise AssertionError("; ".join(problems))
 
     def respond(self, text: str, **extra):
         response = self.http.post(self.box.litellm_url + "/v1/responses", json={"model": "pin", "input": text, **extra},

@@ -17,11 +17,10 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from llm_router import sandbox
 from llm_router.config import MASTER_KEY_ENV
 from llm_router.litellm_hooks import MOCK_KEY
 from llm_router.standin.process import requests_log, set_fault
-from tests.litellm_support import requires_litellm
+from tests.litellm_support import class_sandbox, requires_litellm
 
 CLIPROXY, PAID = "cliproxy", "paid"
 PROTOCOLS = ("chat", "responses", "messages")
@@ -70,17 +69,9 @@ class _Stack(unittest.TestCase):
     def setUpClass(cls):
         import httpx
 
-        root = Path(tempfile.mkdtemp(prefix="llm-router-protocols-"))
-        cls.addClassCleanup(shutil.rmtree, root, True)
-        box = sandbox.Sandbox(root=root / "box", providers={CLIPROXY: {"type": "cliproxyapi_plus"},
-                                                              PAID: {"type": "openai_compatible", "tier": "paid"}},
-                              models=[{"name": g, "deployments": [{"provider": p, "model": m} for p, m in deps]}
-                                      for g, deps in GROUPS.items()],
-                              profile=cls.PROFILE, litellm_mode="uvicorn")
-        cls.box = box
-        cls.addClassCleanup(cls._close)
-        box.prepare()
-        box.start()
+        cls.box = box = class_sandbox(cls, "llm-router-protocols-", {CLIPROXY: {"type": "cliproxyapi_plus"},
+                                                                   PAID: {"type": "openai_compatible", "tier": "paid"}},
+                                      GROUPS, cls.PROFILE)
         cls.cfg = box.cfg
         cls.base = box.litellm_url
         cls.key = box.cfg.secret(MASTER_KEY_ENV)
@@ -89,12 +80,6 @@ class _Stack(unittest.TestCase):
         for p in PROTOCOLS:
             for s in (0, 1):
                 set_fault(box.cliproxy_url, f"fo-{p}-{s}-first", status=429, count=-1)
-
-    @classmethod
-    def _close(cls):
-        problems = cls.box.close()
-        if problems:
-            raise AssertionError("; ".join(problems))
 
     # ------------------------------------------------------------------ helpers
 

@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import textwrap
 import threading
 import time
 import unittest

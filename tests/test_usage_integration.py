@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 from pathlib import Path
 
-from llm_router import sandbox
 from llm_router.config import MASTER_KEY_ENV
 from llm_router.standin.process import set_fault
-from tests.litellm_support import requires_litellm
+from tests.litellm_support import class_sandbox, requires_litellm
 
 CLIPROXY, PAID = "cliproxy", "paid"
 GROUPS = {
@@ -51,29 +48,15 @@ class UsageOnRealLiteLLM(unittest.TestCase):
     def setUpClass(cls):
         import httpx
 
-        root = Path(tempfile.mkdtemp(prefix="llm-router-usage-"))
-        cls.addClassCleanup(shutil.rmtree, root, True)
-        box = sandbox.Sandbox(root=root / "box", providers={CLIPROXY: {"type": "cliproxyapi_plus"},
-                                                              PAID: {"type": "openai_compatible", "tier": "paid"}},
-                              models=[{"name": g, "deployments": [{"provider": p, "model": m} for p, m in deps]}
-                                      for g, deps in GROUPS.items()],
-                              profile="balanced", litellm_mode="uvicorn")
-        cls.box = box
-        cls.addClassCleanup(cls._close)
-        box.prepare()
-        box.start()
+        cls.box = box = class_sandbox(cls, "llm-router-usage-", {CLIPROXY: {"type": "cliproxyapi_plus"},
+                                                               PAID: {"type": "openai_compatible", "tier": "paid"}},
+                                      GROUPS, "balanced")
         cls.cfg = box.cfg
         cls.base = box.litellm_url
         cls.http = httpx.Client(trust_env=False, timeout=TIMEOUT,
                                 headers={"Authorization": f"Bearer {box.cfg.secret(MASTER_KEY_ENV)}"})
         cls.addClassCleanup(cls.http.close)
         cls.answers = cls._send_mix()
-
-    @classmethod
-    def _close(cls):
-        problems = cls.box.close()
-        if problems:
-            raise AssertionError("; ".join(problems))
 
     @classmethod
     def call(cls, protocol: str, group: str, stream: bool = False):

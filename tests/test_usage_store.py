@@ -204,7 +204,7 @@ class CooldownsAndResets(_Base):
                 cooling.pop(d, None)
             return ids
 
-        writer = self.writer(cooldown_source=lambda: dict(cooling), reset=reset)
+        self.writer(cooldown_source=lambda: dict(cooling), reset=reset)
         now = time.time()
         cooling["a"] = store.CooldownState(started=now - 1, until=now + 60, status=429)
         cooling["b"] = store.CooldownState(started=now - 1, until=now + 60, status=500)
