@@ -68,11 +68,20 @@ def call(
             return Reply(error.code, error.headers, error.read())
 
 
+_HANDED_OUT: set[int] = set()  # ports this process already picked: the kernel may offer one again once it is free
+
+
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port that was free on 127.0.0.1 a moment ago and that this process has not handed out before, so
+    two calls for the services of one config never give the same port."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    return port
 
 
 class StandinProcess:
