@@ -15,8 +15,9 @@ from pathlib import Path
 
 from llm_router import config as config_mod
 from llm_router import profiles
-from llm_router.services import LITELLM_OFFLINE_ENV, SCRUBBED_ENV
+from llm_router.litellm.env import LITELLM_OFFLINE_ENV
 from llm_router.standin.process import StandinProcess, free_port, start_upstream
+from llm_router.supervisor.services import SCRUBBED_ENV
 
 LITELLM = Path(sys.prefix) / "bin" / "litellm"
 MASTER_KEY = "sk-test-master-key-0123"

@@ -112,21 +112,22 @@ class StackRepo(TempRepo):
         self.cfg = self.load()
 
     def remember_pids(self) -> None:
-        from llm_router import services
+        from llm_router import stack
+        from llm_router.supervisor import process
 
-        for name in services.ORDER:
-            record, _ = services.read_record(self.cfg.layout, name)
+        for name in stack.ORDER:
+            record, _ = process.read_record(self.cfg.layout, name)
             if record:
                 self.started_pids.add(record.pid)
 
     def _stop_everything(self) -> None:
         import psutil
 
-        from llm_router import services
+        from llm_router import stack
 
         self.remember_pids()
         with contextlib.suppress(Exception):
-            services.stop(self.cfg, "all")
+            stack.stop(self.cfg, "all")
         leftovers = []
         for pid in self.started_pids:
             with contextlib.suppress(psutil.Error):

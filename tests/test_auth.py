@@ -24,7 +24,7 @@ from unittest import mock
 import psutil
 import yaml
 
-from llm_router import auth, keys, services
+from llm_router import auth, keys, stack
 from llm_router.auth import login as login_mod
 from llm_router.errors import AUTH, CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from llm_router.standin.cliproxy import codex_auth_record, write_login_file
@@ -385,7 +385,7 @@ class StatusTest(SecretsMixin, TempRepo):
              "status": "active"}]}
         fake = mock.Mock()
         fake.get.return_value = listed
-        with mock.patch.object(services, "is_running", return_value=True), \
+        with mock.patch.object(stack, "is_running", return_value=True), \
                 mock.patch("llm_router.auth.status.Management", return_value=fake):
             code, out, err = self.cli("auth", "status", "--json")
             fake.get.side_effect = RouterError("CLIProxyAPIPlus rejected the management key (HTTP 401)")
@@ -479,7 +479,7 @@ class PollLoopTest(SecretsMixin, TempRepo):
         self.folder = self.cfg.layout.auths_dir
         self.clock = FakeClock()
         self.messages: list[str] = []
-        patcher = mock.patch.object(services, "is_running", return_value=True)
+        patcher = mock.patch.object(stack, "is_running", return_value=True)
         patcher.start()
         self.addCleanup(patcher.stop)
 
@@ -577,9 +577,9 @@ class LoginTest(SecretsMixin, StackRepo):
         self.base_url = self.cfg.services[CP].base_url
 
     def start_proxy(self) -> int:
-        outcome = services.start(self.cfg, [CP])[0]
+        outcome = stack.start(self.cfg, [CP])[0]
         self.remember_pids()
-        return outcome["pid"]
+        return outcome.pid
 
     def when_pending(self, action) -> None:
         """Run `action(state)` in a thread once the proxy has a pending login."""
@@ -620,7 +620,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertIn("CLIProxyAPIPlus is not running; starting it", err)
         self.assertIn("https://auth.openai.com/oauth/authorize?", err)
         self.assertIn("--callback-url", err)
-        self.assertTrue(services.is_running(self.cfg, CP))
+        self.assertTrue(stack.is_running(self.cfg, CP))
         events = self.login_events()
         self.assertEqual([(e["provider"], e["result"], e["detail"]["email"]) for e in events],
                          [("codex", "ok", "dev@example.com")])
@@ -647,7 +647,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertEqual(code, AUTH)
         self.assertIn("error: Codex login failed: Token exchange failed with status 400", err)
         self.assertIn("Stopped CLIProxyAPIPlus again", err)
-        self.assertFalse(services.is_running(self.cfg, CP))
+        self.assertFalse(stack.is_running(self.cfg, CP))
         self.assert_no_auth_file()
         self.assertEqual(self.login_events()[-1]["result"], "failed")
         self.assert_no_secrets(out, err)
@@ -658,7 +658,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertEqual(code, UNAVAILABLE)
         self.assertIn("error: Codex login timed out after 1 s", err)
         self.assertIn("raise --timeout", err)
-        self.assertEqual(services.inspect(self.cfg, CP).pid, pid)
+        self.assertEqual(stack.inspect(self.cfg, CP).pid, pid)
         self.assert_no_auth_file()
         self.assertEqual(self.login_events()[-1]["result"], "timeout")
         self.assert_no_secrets(out, err)
@@ -669,7 +669,7 @@ class LoginTest(SecretsMixin, StackRepo):
         code, out, err = self.login("codex", "login", "--no-browser", "--timeout", "60")
         self.assertEqual(code, auth.INTERRUPTED)
         self.assertIn("error: Codex login interrupted: no account was added", err)
-        self.assertEqual(services.inspect(self.cfg, CP).pid, pid)
+        self.assertEqual(stack.inspect(self.cfg, CP).pid, pid)
         self.assert_no_auth_file()
         self.assertEqual(self.login_events()[-1]["result"], "interrupted")
         self.assert_no_secrets(out, err)
@@ -705,7 +705,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertEqual(code, AUTH)
         self.assertIn("CLIProxyAPIPlus rejected the management key (HTTP 401: invalid management key)", err)
         self.assertNotIn(wrong, out + err + self.cfg.layout.events_log.read_text())
-        self.assertTrue(services.is_running(self.cfg, CP))
+        self.assertTrue(stack.is_running(self.cfg, CP))
         self.assert_no_auth_file()
         self.assert_no_secrets(out, err)
 
@@ -723,7 +723,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertEqual(code, UNAVAILABLE)
         self.assertIn("the CLIProxyAPIPlus management API is disabled (HTTP 404", err)
         self.assertIn("service restart cliproxyapi_plus", err)
-        self.assertTrue(services.is_running(self.cfg, CP))
+        self.assertTrue(stack.is_running(self.cfg, CP))
         self.assert_no_auth_file()
         self.assert_no_secrets(out, err)
 
@@ -735,7 +735,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertIn("error: the Codex login needs CLIProxyAPIPlus, which could not be started: "
                       "cliproxyapi_plus exited during start-up", err)
         self.assertFalse(self.cfg.layout.pid_file(CP).exists())
-        self.assertFalse(services.is_running(self.cfg, CP))
+        self.assertFalse(stack.is_running(self.cfg, CP))
         self.assert_no_auth_file()
         self.assertEqual(self.login_events()[-1]["result"], "failed")
 
@@ -791,7 +791,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertEqual(code, AUTH)
         self.assertIn("GitHub Copilot login failed (the binary's device flow exited with status 1): "
                       "GitHub Copilot authentication failed: access_denied", err)
-        self.assertFalse(services.is_running(self.cfg, CP))  # started for the login, stopped again
+        self.assertFalse(stack.is_running(self.cfg, CP))  # started for the login, stopped again
         self.assert_no_auth_file()
         self.assert_no_secrets(out, err)
 
@@ -801,7 +801,7 @@ class LoginTest(SecretsMixin, StackRepo):
         self.assertEqual(code, UNAVAILABLE)
         self.assertIn("GitHub Copilot login timed out after 2 s", err)
         self.assertEqual(self.device_flow_processes(), [])
-        self.assertEqual(services.inspect(self.cfg, CP).pid, pid)
+        self.assertEqual(stack.inspect(self.cfg, CP).pid, pid)
         self.assert_no_auth_file()
         self.assertEqual(self.login_events()[-1]["result"], "timeout")
 
@@ -837,7 +837,7 @@ class QuotaStatusTest(SecretsMixin, StackRepo):
         self.assertEqual(code, 0, out + err)
         self.assertIn("QUOTA", out)
         self.assertIn("quota: unknown (CLIProxyAPIPlus is not running)", out)
-        self.assertEqual(services.start(self.cfg, [CP])[0]["result"], "started")
+        self.assertEqual(stack.start(self.cfg, [CP])[0].result, "started")
         self.remember_pids()
         code, out, err = self.cli("auth", "status", "--quota", "--json")
         self.assertEqual(code, 0, out + err)

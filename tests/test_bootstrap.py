@@ -1,14 +1,12 @@
-"""bootstrap: release lookup, download, verification, safe extraction, install, status, rollback and the LiteLLM
-runner, against the GitHub stand-in on 127.0.0.1 serving real stand-in archives.
+"""bootstrap: release lookup, download and install, the GitHub faults, and the LiteLLM runner, against the GitHub
+stand-in on 127.0.0.1 serving real stand-in archives (verification and safe extraction: test_bootstrap_verify.py;
+status, rollback and the typed outcomes: test_bootstrap_outcomes.py).
 
 Every bad input and fault asserts the message, the exit code, that the installed binary, its manifest and the
 `.previous` pair are byte-for-byte untouched, and that no temp or staged file is left behind.
 """
 from __future__ import annotations
 
-import builtins
-import contextlib
-import errno
 import hashlib
 import importlib.metadata
 import io
@@ -24,16 +22,15 @@ import zipfile
 from pathlib import Path
 from unittest import mock
 
-
-from llm_router import bootstrap, runner
+from llm_router import bootstrap, releases
 from llm_router import config as config_mod
-from llm_router.commands.bootstrap import ProgressBar
-from llm_router.errors import AUTH, CHECK_FAILED, NOT_FOUND, UNAVAILABLE, USAGE
+from llm_router.errors import AUTH, CHECK_FAILED, NOT_FOUND, UNAVAILABLE
 from llm_router.layout import source_root
+from llm_router.litellm import runner
 from llm_router.standin.cliproxy import fake_binary_script, install_fake_binary
 from llm_router.standin.github import GitHubServer, publish
 from llm_router.standin.process import free_port
-from tests.support import TempRepo, patched_env, inv, serve_github, snapshot
+from tests.support import TempRepo, serve_github, snapshot
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 OLD, NEW = "6.9.27-0", "6.9.28-0"
@@ -78,7 +75,7 @@ class GitHubCase(TempRepo):
         self.assets = Path(tempfile.mkdtemp(prefix="llm-router-assets-"))
         self.addCleanup(shutil.rmtree, self.assets, True)
         publish(self.server, REPO_NAME, NEW, self.assets, platforms=[("linux", "amd64"), ("windows", "amd64")])
-        for patch in (mock.patch.object(bootstrap, "BACKOFF", 0),
+        for patch in (mock.patch.object(releases, "BACKOFF", 0),
                       mock.patch.object(bootstrap, "platform_id", return_value=self.platform),
                       mock.patch.dict(os.environ, {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1"})):
             patch.start()
@@ -357,264 +354,6 @@ class GitHubFaultTest(GitHubCase):
                               f"CLIProxyAPIPlus_{NEW}_windows_amd64.zip", "checksums.txt")
 
 
-class VerificationTest(GitHubCase):
-    def archive_bytes(self) -> bytes:
-        return (self.assets / NEW / LINUX).read_bytes()
-
-    def test_checksum_mismatch(self):
-        self.release({LINUX: self.archive_bytes()}, checksums=f"{'ab' * 32}  {LINUX}\n", digests=False)
-        self.assert_fails(CHECK_FAILED, f"checksum mismatch for {LINUX}: expected sha256 {'ab' * 32}")
-
-    def test_api_digest_disagreeing_with_checksums(self):
-        release = self.release({LINUX: self.archive_bytes()})
-        next(a for a in release["assets"] if a["name"] == LINUX)["digest"] = "sha256:" + "cd" * 32
-        self.assert_fails(CHECK_FAILED, "checksum mismatch", "the release API says " + "cd" * 32)
-
-    def test_no_checksums_file(self):
-        self.release({LINUX: self.archive_bytes()}, checksums=None)
-        self.assert_fails(CHECK_FAILED, "has no checksums.txt", "refusing to install an unverified binary",
-                          "--insecure-skip-checksum")
-
-    def test_asset_missing_from_checksums(self):
-        self.release({LINUX: self.archive_bytes()}, checksums=f"{'ab' * 32}  something_else.tar.gz\n")
-        self.assert_fails(CHECK_FAILED, f"{LINUX} is not listed in checksums.txt")
-
-    def test_archive_without_the_binary(self):
-        self.release({LINUX: tar_gz(entry("README.md", b"hello"), entry("LICENSE", b"MIT"))})
-        self.assert_fails(CHECK_FAILED, "does not contain cli-proxy-api-plus", "README.md, LICENSE")
-
-    def test_unsafe_tar_entries_are_refused(self):
-        cases = (("dotdot", entry("../evil", b"x"), "entry '../evil' is a path with '..'"),
-                 ("nested dotdot", entry("bin/../../evil", b"x"), "a path with '..'"),
-                 ("absolute", entry("/tmp/llm-router-evil", b"x"), "entry '/tmp/llm-router-evil' is an absolute path"),
-                 ("symlink", entry("cli-proxy-api-plus-link", kind=tarfile.SYMTYPE, link="/bin/sh"), "is a link"),
-                 ("hard link", entry("hard", kind=tarfile.LNKTYPE, link="cli-proxy-api-plus"), "is a link"),
-                 ("device", entry("null", kind=tarfile.CHRTYPE), "is a device"),
-                 ("fifo", entry("pipe", kind=tarfile.FIFOTYPE), "is a device"))
-        for label, bad, needle in cases:
-            with self.subTest(label):
-                self.release({LINUX: tar_gz(binary_entry(), bad)})
-                self.assert_fails(CHECK_FAILED, "unsafe archive", needle)
-        self.assertFalse(Path("/tmp/llm-router-evil").exists())
-        self.assertFalse((self.layout.runtime_dir / "evil").exists())
-
-    def test_the_binary_itself_as_a_symlink(self):
-        self.release({LINUX: tar_gz(entry("cli-proxy-api-plus", kind=tarfile.SYMTYPE, link="/bin/sh"))})
-        self.assert_fails(CHECK_FAILED, "entry 'cli-proxy-api-plus' is a link")
-
-    def test_absurd_sizes(self):
-        self.release({LINUX: tar_gz(binary_entry(), entry("README.md", b"x" * 4096))})
-        with mock.patch.object(bootstrap, "MAX_BINARY", 2048):
-            self.assert_fails(CHECK_FAILED, "entry 'README.md' is absurdly large (4096 bytes)")
-
-    def test_corrupt_gzip(self):
-        good = tar_gz(binary_entry())
-        for label, data in (("not gzip", b"this is not a gzip stream at all" * 10),
-                            ("cut short", good[: len(good) // 2]),
-                            ("invalid deflate block", good[:10] + b"\xff" + good[11:])):  # BTYPE 11 is reserved
-            with self.subTest(label):
-                self.release({LINUX: data})
-                self.assert_fails(CHECK_FAILED, f"{LINUX} is not a valid archive", "download it again")
-
-    def test_binary_that_does_not_print_the_banner(self):
-        self.release({LINUX: tar_gz(entry("cli-proxy-api-plus", b"#!/bin/sh\necho hello\n"))})
-        self.assert_fails(CHECK_FAILED, "did not print its `CLIProxyAPI Version:` banner")
-
-    def test_disk_write_failure(self):
-        real_open = builtins.open
-
-        class FullDisk:
-            def __init__(self, handle):
-                self.handle = handle
-
-            def write(self, data):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-            def __getattr__(self, name):
-                return getattr(self.handle, name)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.handle.close()
-
-        def failing_open(file, mode="r", *args, **kwargs):
-            handle = real_open(file, mode, *args, **kwargs)
-            return FullDisk(handle) if "w" in mode else handle
-
-        with mock.patch("llm_router.bootstrap.open", failing_open, create=True):
-            self.assert_fails(USAGE, "cannot write", "No space left on device", "disk is not full")
-
-    def test_unwritable_bin_folder(self):
-        real_mkstemp = tempfile.mkstemp
-        bin_dir = self.layout.bin_dir
-
-        def deny(*args, dir=None, **kwargs):  # root ignores folder modes, so refuse like the kernel would
-            if dir is not None and Path(dir) == bin_dir:
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-            return real_mkstemp(*args, dir=dir, **kwargs)
-
-        self.install_old()
-        os.chmod(bin_dir, 0o555)
-        self.addCleanup(os.chmod, bin_dir, 0o755)
-        with mock.patch.object(bootstrap.tempfile, "mkstemp", side_effect=deny) if os.geteuid() == 0 \
-                else contextlib.nullcontext():
-            self.assert_fails(USAGE, f"cannot write {bin_dir}", "Permission denied")
-
-
-class ArchiveTest(GitHubCase):
-    def test_local_archive_with_checksums_beside_it_needs_no_network(self):
-        code, out, err = self.download("--archive", str(self.assets / NEW / LINUX))
-        self.assertEqual(code, 0, err)
-        self.assertEqual(self.server.requests, [])
-        manifest = self.manifest()
-        self.assertEqual((manifest["version"], manifest["source"], manifest["verified"]),
-                         (f"v{NEW}", str(self.assets / NEW / LINUX), True))
-
-    def test_local_archive_with_checksums_elsewhere(self):
-        elsewhere = self.root / "downloads"
-        elsewhere.mkdir()
-        shutil.copy(self.assets / NEW / LINUX, elsewhere)
-        code, _, err = self.download("--archive", str(elsewhere / LINUX),
-                                     "--checksums", str(self.assets / NEW / "checksums.txt"))
-        self.assertEqual(code, 0, err)
-
-    def test_local_archive_without_checksums(self):
-        elsewhere = self.root / "downloads"
-        elsewhere.mkdir()
-        shutil.copy(self.assets / NEW / LINUX, elsewhere)
-        self.assert_fails(CHECK_FAILED, f"no checksums file at {elsewhere / 'checksums.txt'}",
-                          args=("--archive", str(elsewhere / LINUX)))
-
-    def test_local_archive_that_does_not_match_its_checksum(self):
-        elsewhere = self.root / "downloads"
-        elsewhere.mkdir()
-        (elsewhere / LINUX).write_bytes(tar_gz(binary_entry("6.6.6-0")))
-        shutil.copy(self.assets / NEW / "checksums.txt", elsewhere)
-        self.assert_fails(CHECK_FAILED, "checksum mismatch", args=("--archive", str(elsewhere / LINUX)))
-
-    def test_bad_archive_arguments(self):
-        windows = self.assets / NEW / f"CLIProxyAPIPlus_{NEW}_windows_amd64.zip"
-        renamed = self.root / "cliproxy.tar.gz"
-        shutil.copy(self.assets / NEW / LINUX, renamed)
-        sums = str(self.assets / NEW / "checksums.txt")
-        cases = ((NOT_FOUND, ("--archive", str(self.root / "missing.tar.gz")), "archive not found"),
-                 (USAGE, ("--archive", str(windows)), "is not a CLIProxyAPIPlus release asset for this machine (linux"),
-                 (USAGE, ("--archive", str(renamed)), "cliproxy.tar.gz is not a CLIProxyAPIPlus release asset"),
-                 (USAGE, ("--checksums", sums), "--checksums is only used with --archive"),
-                 (USAGE, ("--archive", str(self.assets / NEW / LINUX), "--cliproxy-version", f"v{NEW}"),
-                  "drop --cliproxy-version"),
-                 (USAGE, ("--cliproxy-version", "newest"), "not a release tag: 'newest'"),
-                 (USAGE, ("--repository", "not a repo"), "not a repository"))
-        for code, args, needle in cases:
-            with self.subTest(args=args):
-                before = self.install_old()
-                rc, out, err = self.download(*args)
-                self.assertEqual(rc, code, err)
-                self.assertIn(needle, err)
-                self.assertEqual(snapshot(self.layout.bin_dir), before)
-                self.assertEqual(self.temp_files(), [])
-        self.assertEqual(self.server.requests, [])
-
-
-class StatusRollbackTest(GitHubCase):
-    def test_status_not_installed(self):
-        code, out, _ = self.cli("bootstrap", "status")
-        self.assertEqual(code, NOT_FOUND)
-        self.assertIn("NOT INSTALLED", out)
-        self.assertIn(f"v{NEW} from {REPO_NAME}", out)
-
-    def test_status_installed_then_modified(self):
-        self.assertEqual(self.download()[0], 0)
-        code, out, _ = self.cli("bootstrap", "status")
-        self.assertEqual(code, 0, out)
-        self.assertIn(f"INSTALLED  v{NEW} ({NEW}-plus) from {REPO_NAME}, verified", out)
-        self.assertIn(self.manifest()["sha256"], out)
-        code, out, _ = self.cli("bootstrap", "status", "--json")
-        data = json.loads(out)["data"]
-        self.assertEqual((data["intact"], data["binary_version"]), (True, f"{NEW}-plus"))
-        with self.layout.cliproxy_binary.open("a") as handle:
-            handle.write("# changed\n")
-        code, out, _ = self.cli("bootstrap", "status")
-        self.assertEqual(code, CHECK_FAILED)
-        self.assertIn("MODIFIED", out)
-
-    def test_rollback_swaps_and_a_second_rollback_undoes_it(self):
-        publish(self.server, REPO_NAME, OLD, self.assets, platforms=[("linux", "amd64")], latest=False)
-        self.assertEqual(self.download("--cliproxy-version", f"v{OLD}")[0], 0)
-        self.assertEqual(self.download()[0], 0)
-        code, out, err = self.cli("bootstrap", "rollback")
-        self.assertEqual(code, 0, err)
-        self.assertIn(f"CLIProxyAPIPlus is now v{OLD}; v{NEW} is kept as previous", out)
-        self.assertEqual(bootstrap.binary_version(self.layout.cliproxy_binary), f"{OLD}-plus")
-        self.assertEqual(self.manifest()["version"], f"v{OLD}")
-        self.assertEqual(self.events()[-1]["event"], "bootstrap_rollback")
-        code, out, _ = self.cli("bootstrap", "status")
-        self.assertEqual(code, 0, out)
-        self.assertIn(f"previous   v{NEW}", out)
-        self.assertEqual(self.cli("bootstrap", "rollback")[0], 0)
-        self.assertEqual(bootstrap.binary_version(self.layout.cliproxy_binary), f"{NEW}-plus")
-        self.assertEqual(self.manifest()["version"], f"v{NEW}")
-        self.assertEqual(sorted(p.name for p in self.layout.bin_dir.iterdir() if p.name.startswith(".")), [])
-
-    def test_rollback_without_a_previous_binary(self):
-        code, _, err = self.cli("bootstrap", "rollback")
-        self.assertEqual(code, NOT_FOUND)
-        self.assertIn("no previous CLIProxyAPIPlus binary", err)
-
-
-class InvokeTest(GitHubCase):
-    def test_tasks_are_listed_and_run(self):
-        code, out, _ = inv("--list")
-        for name in ("bootstrap.download", "bootstrap.status", "bootstrap.rollback"):
-            self.assertIn(name, out)
-        with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path)}):
-            code, out, err = inv("bootstrap.download", "--cliproxy-version", f"v{NEW}", "--force", "--json")
-            self.assertEqual(code, 0, err)
-            self.assertEqual(json.loads(out)["data"]["version"], f"v{NEW}")
-            code, out, err = inv("bootstrap.rollback")
-            self.assertEqual(code, NOT_FOUND)
-            self.assertIn("error: no previous CLIProxyAPIPlus binary", err)
-
-
-class ProgressBarTest(unittest.TestCase):
-    def test_bar_shows_bytes_and_rate_then_ends_the_line(self):
-        stream = io.StringIO()
-        bar = ProgressBar(stream)
-        bar(0, 4 * 2**20)
-        bar(4 * 2**20, 4 * 2**20)
-        bar.close()
-        text = stream.getvalue()
-        self.assertIn("\r[" + "#" * ProgressBar.WIDTH + "] 4.0/4.0 MiB", text)
-        self.assertIn("MiB/s", text)
-        self.assertTrue(text.endswith("\n"))
-
-    def test_unknown_size(self):
-        stream = io.StringIO()
-        ProgressBar(stream)(3 * 2**20, None)
-        self.assertIn("3.0 MiB", stream.getvalue())
-
-
-class NamesTest(unittest.TestCase):
-    def test_asset_names_and_platforms(self):
-        self.assertEqual(bootstrap.asset_name("v6.9.28-0", "darwin", "arm64"),
-                         "CLIProxyAPIPlus_6.9.28-0_darwin_arm64.tar.gz")
-        self.assertEqual(bootstrap.asset_name("6.9.28-0", "windows", "amd64"),
-                         "CLIProxyAPIPlus_6.9.28-0_windows_amd64.zip")
-        for system, machine, expected in (("Linux", "x86_64", ("linux", "amd64")),
-                                          ("Darwin", "arm64", ("darwin", "arm64")),
-                                          ("Linux", "aarch64", ("linux", "arm64")),
-                                          ("Windows", "AMD64", ("windows", "amd64"))):
-            with mock.patch("platform.system", return_value=system), \
-                    mock.patch("platform.machine", return_value=machine):
-                self.assertEqual(bootstrap.platform_id(), expected)
-
-    def test_checksums_parsing(self):
-        text = f"{'AB' * 32}  a.tar.gz\n{'cd' * 32} *b.zip\nnot a line\n"
-        self.assertEqual(bootstrap.parse_checksums(text), {"a.tar.gz": "ab" * 32, "b.zip": "cd" * 32})
-
-
 class RunnerTest(TempRepo):
     def setUp(self) -> None:
         super().setUp()
@@ -636,7 +375,7 @@ class RunnerTest(TempRepo):
         self.assertEqual(path, self.layout.litellm_runner)
         self.assertEqual(path.stat().st_mode & 0o777, 0o755)
         out = subprocess.run([str(path), "--port", "4000", "two words"], capture_output=True, text=True).stdout
-        self.assertEqual(out.strip(), "venv python -P -m llm_router.litellm_launch --port 4000 two words")
+        self.assertEqual(out.strip(), "venv python -P -m llm_router.litellm.launch --port 4000 two words")
 
     def test_runner_falls_back_to_uv_run_the_runtime_group(self):
         uv = self.fake(self.root / "tools" / "uv", "uv")
@@ -646,7 +385,7 @@ class RunnerTest(TempRepo):
         out = subprocess.run([str(path), "--port", "4000"], capture_output=True, text=True).stdout
         project = source_root() or self.layout.root
         self.assertEqual(out.strip(), f"uv run --project {project} --group runtime --frozen python -P -m "
-                                      "llm_router.litellm_launch --port 4000")
+                                      "llm_router.litellm.launch --port 4000")
 
     def test_litellm_available_reads_metadata_only(self):
         with mock.patch.object(runner.importlib.metadata, "version", return_value="1.2.3"):

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-from llm_router import bootstrap, cliproxy_lines
+from llm_router import bootstrap, cliproxy_lines, releases
 from llm_router import config as config_mod
 from llm_router.cliproxy_lines import MAINLINE_7, PLUS_6, PLUS_FORK_7
 from llm_router.errors import CHECK_FAILED, NOT_FOUND
@@ -52,7 +52,7 @@ class LinesCase(TempRepo):
         self.server = serve_github(self)
         self.assets = Path(tempfile.mkdtemp(prefix="llm-router-assets-"))
         self.addCleanup(shutil.rmtree, self.assets, True)
-        for patch in (mock.patch.object(bootstrap, "BACKOFF", 0),
+        for patch in (mock.patch.object(releases, "BACKOFF", 0),
                       mock.patch.object(bootstrap, "platform_id", side_effect=lambda: self.platform),
                       mock.patch.dict(os.environ, {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1"})):
             patch.start()

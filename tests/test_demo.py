@@ -10,12 +10,11 @@ from pathlib import Path
 from unittest import mock
 
 from llm_router import config as config_mod
-from llm_router import services
+from llm_router import stack
 from llm_router.demo import DemoReport
 from llm_router.errors import NOT_FOUND
 from tests.litellm_support import requires_litellm
-from tests.support import patched_env, run_cli
-from tests.support import inv
+from tests.support import inv, patched_env, run_cli
 from tests.test_smoke import processes_under
 
 FIRST, SECOND = "coder/cliproxy/gpt-5.1-codex-max", "coder/cliproxy/claude-sonnet-4.5"
@@ -87,14 +86,14 @@ class DemoRunTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, root, True)
         cfg = config_mod.load(Path(root) / "config" / "routertool.yaml")
         self.addCleanup(lambda: self.assertEqual(processes_under(root), []))
-        self.addCleanup(services.stop, cfg, "all")
+        self.addCleanup(stack.stop, cfg, "all")
         self.assertEqual(code, 0, out + err)
         env = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines()
                    if line.startswith("export OPENAI_"))
         self.assertEqual(env["OPENAI_BASE_URL"], cfg.services["litellm"].base_url + "/v1")
         self.assertEqual(env["OPENAI_API_KEY"], cfg.secret("LITELLM_MASTER_KEY"))
         self.assertIn("service stop all", out)
-        self.assertTrue(all(s.state == "RUNNING" for s in services.status(cfg)))
+        self.assertTrue(all(s.state == "RUNNING" for s in stack.status(cfg)))
         import openai
 
         client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], max_retries=0,
@@ -121,7 +120,7 @@ class DemoFrontEndTest(unittest.TestCase):
         self.assertIn("9 events (response.created ... response.completed): 'hi'", render(report))
 
     def test_without_litellm(self):
-        with mock.patch("llm_router.runner.litellm_available", return_value=(False, None)):
+        with mock.patch("llm_router.litellm.runner.litellm_available", return_value=(False, None)):
             code, out, err = run_cli("demo")
         self.assertEqual(code, NOT_FOUND)
         self.assertIn("uv sync --group runtime", err)

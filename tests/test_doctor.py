@@ -15,10 +15,10 @@ from unittest import mock
 import psutil
 
 from llm_router import config as config_mod
-from llm_router import services
 from llm_router.checks import FAIL, OK, WARN, doctor
 from llm_router.standin.cliproxy import install_fake_binary, write_codex_login, write_copilot_login
 from llm_router.standin.process import free_port
+from llm_router.supervisor import process
 from tests.support import TempRepo, snapshot
 
 SECRET_VALUE = "sk-doctor-test-" + "x7" * 12
@@ -172,7 +172,7 @@ class DoctorChecksTest(DoctorCase):
         self.assertNotIn(SECRET_VALUE, out + err)
 
     def test_port_held_by_our_own_recorded_process_is_ok(self):
-        from llm_router import process
+        from llm_router.supervisor import process
 
         launch_id = process.new_launch_id()
         holder = subprocess.Popen(
@@ -183,7 +183,7 @@ class DoctorChecksTest(DoctorCase):
         self.addCleanup(holder.kill)
         self.assertEqual(holder.stdout.readline().strip(), "ok")
         proc = psutil.Process(holder.pid)
-        services.ProcessRecord(service="litellm", pid=holder.pid, create_time=proc.create_time(),
+        process.ProcessRecord(service="litellm", pid=holder.pid, create_time=proc.create_time(),
                                cmdline=proc.cmdline(), port=self.ports["litellm_port"], started_at=time.time(),
                                log="-", launch_id=launch_id, boot_id=process.boot_id()).save(self.cfg.layout)
         found = doctor.check_ports(self.cfg)
@@ -193,7 +193,7 @@ class DoctorChecksTest(DoctorCase):
     def test_stale_pid_file_is_reported_not_removed(self):
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait()
-        services.ProcessRecord(service="cliproxyapi_plus", pid=gone.pid, create_time=time.time() - 100,
+        process.ProcessRecord(service="cliproxyapi_plus", pid=gone.pid, create_time=time.time() - 100,
                                cmdline=["x"], port=1, started_at=time.time(), log="-").save(self.cfg.layout)
         found = doctor.check_stale_pids(self.cfg)
         self.assertEqual([f.status for f in found], [WARN])
@@ -231,11 +231,11 @@ class DoctorChecksTest(DoctorCase):
         found = doctor.check_litellm(self.cfg)[1]
         self.assertEqual(found.status, FAIL)
         self.assertIn("/nonexistent/venv/bin/litellm, which does not exist", found.detail)
-        from llm_router.runner import ensure_litellm_runner
+        from llm_router.litellm.runner import ensure_litellm_runner
 
         ensure_litellm_runner(self.cfg.layout)
         self.assertEqual(doctor.check_litellm(self.cfg)[1].status, OK)
-        with mock.patch("llm_router.runner.litellm_available", return_value=(False, None)):
+        with mock.patch("llm_router.litellm.runner.litellm_available", return_value=(False, None)):
             found = doctor.check_litellm(self.cfg)[0]
         self.assertEqual((found.status, found.fix), (FAIL, "uv sync --group runtime"))
 
@@ -328,8 +328,7 @@ class DoctorChecksTest(DoctorCase):
         self.assertEqual(warned[0]["fix"], "llm-router config migrate --write")
 
     def test_invoke_task(self):
-        from tests.support import inv
-        from tests.support import patched_env
+        from tests.support import inv, patched_env
 
         with patched_env({"LLM_ROUTER_CONFIG": str(self.config_path), **self.env}):
             code, out, err = inv("check.doctor", "--json")

@@ -30,7 +30,7 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-from tests.support import STACK_CONFIG, REPO, TempRepo, inv, patched_env, run_cli, serve_github
+from tests.support import REPO, STACK_CONFIG, TempRepo, inv, patched_env, run_cli, serve_github
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "envelope_contract.json"
 RECORD = os.environ.get("LLM_ROUTER_RECORD_ENVELOPES") == "1"
@@ -180,7 +180,8 @@ class ContractCase(unittest.TestCase):
         if envelope["errors"]:  # the error envelope: no data, and the exit code is the error's
             self.assertIsNone(envelope["data"], case)
             self.assertEqual(code, envelope["errors"][0]["exit_code"], case)
-        entry = {"argv": ["PATH" if os.sep in a else a for a in argv], "command": envelope["command"], "ok": envelope["ok"],
+        entry = {"argv": ["PATH" if os.sep in a else a for a in argv], "command": envelope["command"],
+                 "ok": envelope["ok"],
                  "exit_code": code, "data": shape(envelope["data"]), "errors": shape(envelope["errors"])}
         if RECORD:
             _recorded[case] = entry if case not in _recorded else {
@@ -335,7 +336,7 @@ class OfflineContractTest(ContractCase, TempRepo):
                        env={**self.env, "LITELLM_MASTER_KEY": "sk-contract-test-key"})
 
     def test_demo_without_litellm(self):
-        with mock.patch("llm_router.runner.litellm_available", return_value=(False, None)):
+        with mock.patch("llm_router.litellm.runner.litellm_available", return_value=(False, None)):
             self.run_cases([("demo (no LiteLLM)", "demo")])
 
     def test_invoke_gives_the_same_envelopes(self):

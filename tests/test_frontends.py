@@ -7,7 +7,7 @@ import subprocess
 import sys
 import unittest
 
-from tests.support import REPO, TempRepo, patched_env, inv
+from tests.support import REPO, TempRepo, inv, patched_env
 
 EXPECTED_TASKS = ["config.check", "config.show", "config.migrate", "events.tail", "bootstrap.download",
                   "profile.set", "profile.list", "profile.prove", "service.start", "service.watch",

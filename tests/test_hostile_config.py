@@ -283,7 +283,8 @@ class YamlBombAndDuplicateKeyTest(HostileCase):
         for argv in (("config", "check"), ("status",)):
             with self.subTest(argv):
                 code, _, err = self.isolated(*argv)
-                self.assert_refused(code, err, f"{self.config_path}:", "more than 100000 values once its aliases are expanded")
+                self.assert_refused(code, err, f"{self.config_path}:",
+                                    "more than 100000 values once its aliases are expanded")
         self.assertEqual(snapshot(self.root), before)
 
     def test_a_recursive_alias_and_deep_nesting_are_refused(self):

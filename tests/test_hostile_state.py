@@ -410,7 +410,7 @@ class HostileClaimsTest(TempRepo):
     def test_an_import_that_wrote_its_file_reports_success(self):
         """The event append and the proxy check fail after the file is written: exit 0, the file, warnings."""
         with refuse_open(self.cfg.layout.events_log, errno.ENOSPC), \
-                mock.patch("llm_router.auth.codex_import.services.is_running",
+                mock.patch("llm_router.auth.codex_import.stack.is_running",
                            side_effect=OSError(errno.EIO, "Input/output error")):
             rc, out, err = self.import_(codex_cli_auth())
         self.assertEqual(rc, 0, err)

@@ -12,21 +12,15 @@ import urllib.request
 from pathlib import Path
 from unittest import mock
 
-from llm_router import bootstrap
+from llm_router import bootstrap, stack
 from llm_router.config import UPSTREAM_KEY_ENV
 from llm_router.standin.github import publish
 from tests.support import StackRepo, serve_github
-
-try:
-    from llm_router import services
-except ImportError:  # the services issue lands separately
-    services = None
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 OLD, NEW = "6.9.27-0", "6.9.28-0"
 
 
-@unittest.skipIf(services is None, "services not available")
 class BootstrapThenServiceTest(StackRepo):
     def setUp(self) -> None:
         super().setUp()
@@ -44,7 +38,7 @@ class BootstrapThenServiceTest(StackRepo):
         self.cfg.layout.cliproxy_binary.unlink()  # StackRepo installs the stand-in directly; bootstrap it instead
 
     def state(self) -> str:
-        return services.status(self.cfg, ["cliproxyapi_plus"])[0].state
+        return stack.status(self.cfg, ["cliproxyapi_plus"])[0].state
 
     def models(self) -> int:
         svc = self.cfg.services["cliproxyapi_plus"]
@@ -59,12 +53,12 @@ class BootstrapThenServiceTest(StackRepo):
         self.assertEqual(code, 0, err)
         self.assertIn(f"installed CLIProxyAPIPlus v{OLD}", out)
 
-        started = services.start(self.cfg, ["cliproxyapi_plus"])
+        started = stack.start(self.cfg, ["cliproxyapi_plus"])
         self.remember_pids()
-        self.assertEqual((started[0]["result"], started[0]["version"]), ("started", f"{OLD}-plus"))
+        self.assertEqual((started[0].result, started[0].version), ("started", f"{OLD}-plus"))
         self.assertEqual(self.state(), "RUNNING")
         self.assertEqual(self.models(), 200)
-        pid = started[0]["pid"]
+        pid = started[0].pid
 
         code, out, err = self.cli("bootstrap", "download", "--cliproxy-version", f"v{NEW}", "--json")
         self.assertEqual(code, 0, err)
@@ -72,18 +66,18 @@ class BootstrapThenServiceTest(StackRepo):
         self.assertEqual((data["result"], data["version"], data["restart_needed"]), ("installed", f"v{NEW}", True))
         code, out, err = self.cli("bootstrap", "download", "--cliproxy-version", f"v{NEW}", "--force")
         self.assertIn("restart it to use v6.9.28-0: llm-router service restart cliproxyapi_plus", out)
-        status = services.status(self.cfg, ["cliproxyapi_plus"])[0]
+        status = stack.status(self.cfg, ["cliproxyapi_plus"])[0]
         self.assertEqual((status.state, status.pid), ("RUNNING", pid))  # not disturbed by the replacement
         self.assertEqual(self.models(), 200)
 
-        services.stop(self.cfg, ["cliproxyapi_plus"])
+        stack.stop(self.cfg, ["cliproxyapi_plus"])
         self.assertEqual(self.state(), "STOPPED")
 
-        started = services.start(self.cfg, ["cliproxyapi_plus"])
+        started = stack.start(self.cfg, ["cliproxyapi_plus"])
         self.remember_pids()
-        self.assertEqual(started[0]["version"], f"{NEW}-plus")
+        self.assertEqual(started[0].version, f"{NEW}-plus")
         self.assertEqual(self.models(), 200)
-        services.stop(self.cfg, ["cliproxyapi_plus"])
+        stack.stop(self.cfg, ["cliproxyapi_plus"])
         self.assertEqual(self.state(), "STOPPED")
 
 

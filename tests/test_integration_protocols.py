@@ -18,7 +18,7 @@ import unittest
 from pathlib import Path
 
 from llm_router.config import MASTER_KEY_ENV
-from llm_router.litellm_hooks import MOCK_KEY
+from llm_router.litellm.hooks import MOCK_KEY
 from llm_router.standin.process import requests_log, set_fault
 from tests.litellm_support import class_sandbox, requires_litellm
 
@@ -337,7 +337,7 @@ class RenderedProtocolSettingsTest(unittest.TestCase):
                     self.assertEqual(entry["model_info"]["allowed_fails_policy"],
                                      {"NotFoundErrorAllowedFails": 1000000, "BadRequestErrorAllowedFails": 1000000})
                 self.assertIs(data["litellm_settings"]["use_chat_completions_url_for_anthropic_messages"], True)
-                self.assertEqual(data["general_settings"]["custom_auth"], "llm_router.litellm_hooks.custom_auth")
+                self.assertEqual(data["general_settings"]["custom_auth"], "llm_router.litellm.hooks.custom_auth")
 
 
 if __name__ == "__main__":

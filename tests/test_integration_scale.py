@@ -25,8 +25,10 @@ from pathlib import Path
 import psutil
 
 from llm_router import config as config_mod
-from llm_router import process, profiles, services, workers
+from llm_router import stack, switch
+from llm_router.litellm import workers
 from llm_router.standin.process import free_port, reset, set_fault, start_upstream, stats
+from llm_router.supervisor import process
 from tests.load_support import Load
 
 KEY = "sk-scale-standin-key-0123"
@@ -117,16 +119,16 @@ class ScaleOutTest(unittest.TestCase):
             cliproxy_port=free_port(), litellm_port=free_port(), workers=1,
             redis=f'{{url: "redis://127.0.0.1:{cls.redis_port}/0"}}',
             extra=f"secret_files:\n  REDIS_PASSWORD: {password_file}\n", **common))
-        cls._cleanups_cls.append(lambda: services.stop(cls.cfg_b, "all"))
-        cls._cleanups_cls.append(lambda: services.stop(cls.cfg_a, "all"))
-        services.start(cls.cfg_a, ["redis"])
+        cls._cleanups_cls.append(lambda: stack.stop(cls.cfg_b, "all"))
+        cls._cleanups_cls.append(lambda: stack.stop(cls.cfg_a, "all"))
+        stack.start(cls.cfg_a, ["redis"])
         cls.cfg_b = config_mod.load(cls.root_b / "config" / "routertool.yaml")
         # both LiteLLMs start at once (each imports LiteLLM for 10-30 s here)
         errors = []
 
         def start(cfg):
             try:
-                services.start(cfg, ["litellm"])
+                stack.start(cfg, ["litellm"])
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
@@ -149,8 +151,8 @@ class ScaleOutTest(unittest.TestCase):
             cfg = getattr(cls, cfg_name, None)
             if cfg is None:
                 continue
-            for name in services.names_for(cfg):
-                record, _ = services.read_record(cfg.layout, name)
+            for name in stack.names_for(cfg):
+                record, _ = process.read_record(cfg.layout, name)
                 if record is not None:
                     leftovers.append(record)
         for cleanup in reversed(cls._cleanups_cls):
@@ -168,7 +170,7 @@ class ScaleOutTest(unittest.TestCase):
 
     def setUp(self):
         reset(self.upstream.base_url)
-        self.assertTrue(services.is_running(self.cfg_a, "redis"), "Redis must be running at the start of a test")
+        self.assertTrue(stack.is_running(self.cfg_a, "redis"), "Redis must be running at the start of a test")
 
     # ------------------------------------------------------------------ 1. shared cooldowns
 
@@ -189,7 +191,7 @@ class ScaleOutTest(unittest.TestCase):
     # ------------------------------------------------------------------ 2. shared rpm counters
 
     def test_2_an_rpm_limit_across_two_workers_lets_through_n_not_2n(self):
-        master, _ = services.read_record(self.cfg_a.layout, "litellm")
+        master, _ = process.read_record(self.cfg_a.layout, "litellm")
         pids = workers.worker_pids(master)
         self.assertEqual(len(pids), 2, "services.litellm.workers: 2")
         cpu_before = {pid: sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids}
@@ -229,12 +231,12 @@ class ScaleOutTest(unittest.TestCase):
             with Load(self.url_a, self.key_a, threads=3) as load:
                 load.wait_for(15)
                 self.assertEqual(load.failures, [])
-                services.stop(self.cfg_a, "redis")
+                stack.stop(self.cfg_a, "redis")
                 stopped = time.monotonic()
                 deadline = stopped + 120  # 30 requests that all started after Redis was gone
                 while len(load.after(stopped)) < 30 and time.monotonic() < deadline:
                     time.sleep(0.05)
-                health = {r["service"]: r for r in services.health_check(self.cfg_a)}
+                health = {r["service"]: r for r in stack.health_check(self.cfg_a)}
                 after = load.after(stopped)
             self.assertGreaterEqual(len(after), 30)
             self.assertEqual(load.failures, [], [s.error for s in load.failures][:3])
@@ -246,32 +248,32 @@ class ScaleOutTest(unittest.TestCase):
             self.assertEqual(found["redis"].status, "warn")
             self.assertIn("in-memory", found["redis"].detail)
             # instance B (external url) sees it the same way
-            b = {r["service"]: r for r in services.health_check(self.cfg_b)}
+            b = {r["service"]: r for r in stack.health_check(self.cfg_b)}
             self.assertTrue(b["litellm"]["ready"])
             self.assertFalse(b["litellm"]["shared_state"]["ok"])
         finally:
-            services.start(self.cfg_a, ["redis"])
-        self.assertTrue({r["service"]: r for r in services.health_check(self.cfg_a)}["litellm"]["shared_state"]["ok"])
+            stack.start(self.cfg_a, ["redis"])
+        self.assertTrue({r["service"]: r for r in stack.health_check(self.cfg_a)}["litellm"]["shared_state"]["ok"])
         _chat(self.url_a, self.key_a, "coder")  # and LiteLLM uses it again without a restart
 
     # ------------------------------------------------------------------ 4. live switch with 2 workers
 
     def test_4_live_switch_with_two_workers_under_load_fails_nothing(self):
-        master, _ = services.read_record(self.cfg_a.layout, "litellm")
+        master, _ = process.read_record(self.cfg_a.layout, "litellm")
         before = set(workers.worker_pids(master))
         self.assertEqual(len(before), 2)
         with Load(self.url_a, self.key_a, threads=4) as load:
             load.wait_for(20)
-            info = profiles.set_profile(self.cfg_a, "balanced")
+            info = switch.set_profile(self.cfg_a, "balanced")
             switched = time.monotonic()
             load.wait_for(len(load.samples) + 20)
-        self.assertEqual(info["applied"]["how"], "worker swap")
+        self.assertEqual(info.how, "worker swap")
         self.assertEqual(load.failures, [], [s.error for s in load.failures][:3])
         self.assertGreaterEqual(len(load.after(switched)), 20)
         after = workers.worker_pids(master)
         self.assertEqual(len(after), 2, "back to services.litellm.workers")
         self.assertFalse(before & set(after), "every worker was replaced")
-        status = {s.name: s for s in services.status(self.cfg_a)}["litellm"]
+        status = {s.name: s for s in stack.status(self.cfg_a)}["litellm"]
         self.assertEqual(sorted(w["pid"] for w in status.workers), sorted(after))
         self.assertTrue(all(w["serving"] for w in status.workers))
 
@@ -323,7 +325,8 @@ async def app(scope, receive, send):
                 return
     elif scope["type"] == "http":
         body = f"{os.getpid()} {STATE['config']}".encode()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 '''
 

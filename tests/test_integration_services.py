@@ -11,7 +11,7 @@ import unittest
 import psutil
 from openai import OpenAI
 
-from llm_router import services
+from llm_router import stack
 from llm_router.errors import CONFLICT, USAGE
 from llm_router.standin.cliproxy import write_codex_login
 from tests.support import StackRepo
@@ -45,7 +45,7 @@ class FullStackTest(StackRepo):
         self.assertEqual(code, 0, out + err)
         self.remember_pids()
         self.assertFalse(psutil.pid_exists(old_pid) and psutil.Process(old_pid).status() != psutil.STATUS_ZOMBIE)
-        self.assertTrue(services.is_running(self.cfg, "cliproxyapi_plus"))  # untouched by a LiteLLM restart
+        self.assertTrue(stack.is_running(self.cfg, "cliproxyapi_plus"))  # untouched by a LiteLLM restart
         reply = client.chat.completions.create(model="coder", messages=[{"role": "user", "content": "again"}])
         self.assertTrue(reply.choices[0].message.content)
 
@@ -63,7 +63,8 @@ class FullStackTest(StackRepo):
     def test_missing_provider_secret_names_the_variable(self):
         text = self.config_path.read_text()
         text = text.replace("  cliproxy: {type: cliproxyapi_plus}\n", "  cliproxy: {type: cliproxyapi_plus}\n"
-                            "  paid: {type: openai_compatible, api_base: http://127.0.0.1:9/v1, api_key_env: PAID_TEST_KEY}\n")
+                            "  paid: {type: openai_compatible, api_base: http://127.0.0.1:9/v1, "
+                            "api_key_env: PAID_TEST_KEY}\n")
         text = text.replace("[{provider: cliproxy, model: gpt-5-codex}]",
                             "[{provider: cliproxy, model: gpt-5-codex}, {provider: paid, model: m}]")
         self.config_path.write_text(text)

@@ -18,9 +18,12 @@ from unittest import mock
 import psutil
 
 from llm_router import config as config_mod
-from llm_router import profiles, services, workers
+from llm_router import profiles, stack, switch
+from llm_router.litellm import prove, workers
+from llm_router.litellm import service as litellm_service
 from llm_router.standin.cliproxy import write_codex_login
 from llm_router.standin.process import start_upstream
+from llm_router.supervisor import process
 from tests.load_support import Load
 from tests.support import REPO, StackRepo
 
@@ -89,13 +92,13 @@ class LiveSwitchTest(StackRepo):
         self.assertEqual(code, 0, out + err)
         self.remember_pids()
         self.assertIn("mode gunicorn", self.cli("status")[1])
-        self.master_record = services.read_record(self.cfg.layout, "litellm")[0]
+        self.master_record = process.read_record(self.cfg.layout, "litellm")[0]
         self.master = self.master_record.pid
         # every shipped profile proven now: a warm proof forks the master for a few ms, which the interfering
         # helpers below would take for a new worker
-        profiles.prove_all(self.cfg, ["balanced", "cost", "reliability"])
+        prove.prove_profiles(self.cfg, ["balanced", "cost", "reliability"])
         # the master imports LiteLLM's lazily loaded modules (and builds its lazy state) before its first fork
-        # (llm_router.litellm_launch); every name of the list still exists in this LiteLLM, so none is skipped
+        # (llm_router.litellm.launch); every name of the list still exists in this LiteLLM, so none is skipped
         warmed = []
         deadline = time.monotonic() + 120
         while not warmed and time.monotonic() < deadline:
@@ -144,7 +147,7 @@ class LiveSwitchTest(StackRepo):
 
             # 4. two switches at once are serialised by the lock; the later one wins
             results = []
-            threads = [threading.Thread(target=lambda n=n: results.append((n, profiles.set_profile(self.load_cfg(), n))))
+            threads = [threading.Thread(target=lambda n=n: results.append((n, switch.set_profile(self.load_cfg(), n))))
                        for n in ("cost", "reliability")]
             for t in threads:
                 t.start()
@@ -162,7 +165,8 @@ class LiveSwitchTest(StackRepo):
         self.assertIn("switch_s", switches[-1]["detail"])
 
     def test_first_switch_right_after_start_is_proven_by_the_warm_master(self):
-        from llm_router import process, prove
+        from llm_router.litellm import prove
+        from llm_router.supervisor import process
 
         self.start_stack()
         log = self.cfg.layout.log_file("litellm").read_text()
@@ -171,12 +175,12 @@ class LiveSwitchTest(StackRepo):
         with self.client_load(threads=2) as load:
             load.wait_for(10)
             # a config never proven before is proven by the running master, not by a fresh interpreter
-            fresh = profiles._checked(self.cfg, profiles.find(self.cfg, "cost")).text + "# never proven\n"
+            fresh = profiles.checked(self.cfg, profiles.find(self.cfg, "cost")).text + "# never proven\n"
             with mock.patch.object(prove, "_prove_cold", side_effect=AssertionError("cold way used")):
                 verdict = prove.prove_texts(self.cfg, {"fresh": fresh})["fresh"]
                 self.assertEqual((verdict["via"], verdict["ok"], verdict["models"]), ("master", True, 2))
                 # one LiteLLM refuses: refused by the warm proof, and the master goes on serving
-                broken = profiles._checked(self.cfg, profiles.find(self.cfg, "broken")).text + "# fresh\n"
+                broken = profiles.checked(self.cfg, profiles.find(self.cfg, "broken")).text + "# fresh\n"
                 verdict = prove.prove_texts(self.cfg, {"broken": broken})["broken"]
                 self.assertEqual((verdict["via"], verdict["ok"]), ("master", False))
                 self.assertIn("no-such-strategy", verdict["error"])
@@ -194,7 +198,7 @@ class LiveSwitchTest(StackRepo):
         code, out, err = self.cli("service", "stop", "all")
         self.assertEqual(code, 0, out + err)
         self.assertEqual(process.owned_members(self.master_record), [])
-        self.assertFalse(self.cfg.layout.pid_file(services.PROVER).exists())
+        self.assertFalse(self.cfg.layout.pid_file(litellm_service.PROVER).exists())
         left = sorted(p.name for p in (self.cfg.layout.litellm_dir / "prove").iterdir())
         self.assertEqual(left, ["master.json"])
 
@@ -210,7 +214,7 @@ class LiveSwitchTest(StackRepo):
 
     def test_master_killed_during_a_switch_rolls_back(self):
         self.start_stack()
-        profiles.prove_all(self.cfg, ["cost"])
+        prove.prove_profiles(self.cfg, ["cost"])
         killer = self.interfere("kill-master")
         code, out, err = self.cli("profile", "set", "cost")
         self.assertEqual(int(killer.communicate(timeout=60)[0].strip()), self.master)
@@ -235,23 +239,23 @@ class LiveSwitchTest(StackRepo):
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         return proc
 
-    def wait_for_extra_worker(self, switch: subprocess.Popen) -> None:
+    def wait_for_extra_worker(self, child: subprocess.Popen) -> None:
         deadline = time.monotonic() + 120
         while len(workers.worker_pids(self.master_record)) < 2:
-            self.assertIsNone(switch.poll(), "the switch ended before its new worker was forked")
+            self.assertIsNone(child.poll(), "the switch ended before its new worker was forked")
             self.assertLess(time.monotonic(), deadline, "no new worker was forked")
             time.sleep(0.005)
 
     def test_switch_killed_or_interrupted_mid_swap_is_rolled_back(self):
         self.start_stack()
-        profiles.prove_all(self.cfg, ["cost"])
+        prove.prove_profiles(self.cfg, ["cost"])
         with self.client_load(threads=2) as load:
             load.wait_for(10)
             # kill -9: nothing can run in the dying process; the journal is left for the next command
-            switch = self.switch_in_background("cost")
-            self.wait_for_extra_worker(switch)
-            switch.kill()  # the test's own child, by pid
-            switch.wait(10)
+            child = self.switch_in_background("cost")
+            self.wait_for_extra_worker(child)
+            child.kill()  # the test's own child, by pid
+            child.wait(10)
             self.assertTrue(self.cfg.layout.switch_journal.exists())
             self.assertIn("an interrupted profile switch is pending", self.cli("status")[2])
             code, out, err = self.cli("service", "start", "litellm")
@@ -265,11 +269,11 @@ class LiveSwitchTest(StackRepo):
             self.assertEqual({s.model_id for s in load.after(reconciled) if s.ok}, {PAID_FIRST})
 
             # Ctrl-C: the command rolls back itself before it exits
-            switch = self.switch_in_background("cost")
-            self.wait_for_extra_worker(switch)
-            switch.send_signal(signal.SIGINT)
-            _, err = switch.communicate(timeout=120)
-            self.assertEqual(switch.returncode, 130, err)
+            child = self.switch_in_background("cost")
+            self.wait_for_extra_worker(child)
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=120)
+            self.assertEqual(child.returncode, 130, err)
             self.assertIn("interrupted", err)
             self.assertEqual(profiles.active(self.cfg)["name"], "balanced")
             self.assertFalse(self.cfg.layout.switch_journal.exists())
@@ -285,17 +289,17 @@ class LiveSwitchTest(StackRepo):
 
 class UvicornFallbackTest(StackRepo):
     def test_without_gunicorn_a_switch_is_a_restart(self):
-        with mock.patch.object(services, "gunicorn_available", return_value=False):
+        with mock.patch.object(litellm_service, "gunicorn_available", return_value=False):
             code, out, err = self.cli("service", "start", "litellm")
         self.assertEqual(code, 0, out + err)
         self.remember_pids()
         self.assertIn("gunicorn is not installed", out)
-        self.assertEqual(services.inspect(self.cfg, "litellm").mode, "uvicorn")
+        self.assertEqual(stack.inspect(self.cfg, "litellm").mode, "uvicorn")
         code, out, err = self.cli("profile", "set", "cost")
         self.assertEqual(code, 0, out + err)
         self.remember_pids()
         self.assertIn("LiteLLM restarted on it", out)
-        self.assertTrue(services.is_running(self.cfg, "litellm"))
+        self.assertTrue(stack.is_running(self.cfg, "litellm"))
 
 
 if __name__ == "__main__":

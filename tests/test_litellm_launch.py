@@ -1,4 +1,4 @@
-"""The LiteLLM launcher's warm-up and warm-proof hooks in the gunicorn master (`llm_router.litellm_launch`),
+"""The LiteLLM launcher's warm-up and warm-proof hooks in the gunicorn master (`llm_router.litellm.launch`),
 without starting LiteLLM.
 
 The real master running it is covered by the gunicorn integration tests (`test_integration_switch.py`), which
@@ -15,7 +15,7 @@ import tempfile
 import unittest
 from unittest import mock
 
-from llm_router import litellm_launch
+from llm_router.litellm import launch as litellm_launch
 
 
 class WarmTest(unittest.TestCase):
@@ -132,7 +132,7 @@ class WarmupHookTest(unittest.TestCase):
         warm.assert_not_called()
 
     def test_with_a_config_the_master_announces_itself_and_serves_proofs_on_winch(self):
-        from llm_router import prove_worker
+        from llm_router.litellm import prove_worker
 
         folder = tempfile.mkdtemp(prefix="launch-prove-")
         self.addCleanup(shutil.rmtree, folder, True)

@@ -13,8 +13,9 @@ import unittest
 
 import psutil
 
-from llm_router import process, services
 from llm_router.errors import CONFLICT, UNAVAILABLE
+from llm_router.supervisor import process
+from llm_router.supervisor import services as supervisor
 from tests.support import StackRepo
 
 CP = "cliproxyapi_plus"
@@ -161,14 +162,14 @@ class ProcessIdentityTest(StackRepo):
         code, out, err = self.cli("service", "start", CP)
         self.assertEqual(code, 0, err)
         self.remember_pids()
-        record, _ = services.read_record(self.cfg.layout, CP)
+        record, _ = process.read_record(self.cfg.layout, CP)
         # a child of the service that outlives it, in a session of its own: ours only by the launch marker
         survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
                                     env={**os.environ, process.LAUNCH_ENV: record.launch_id})
         self.addCleanup(self._reap, survivor)
         leader = psutil.Process(record.pid)  # before the kill: it may be reaped at any moment after it
         os.killpg(record.pid, signal.SIGKILL)  # the test's own service, by its group
-        child = services._children.pop(record.pid, None)
+        child = supervisor._children.pop(record.pid, None)
         if child is not None:
             child.wait(10)
         psutil.wait_procs([leader], timeout=10)
@@ -233,10 +234,11 @@ class ProcessIdentityTest(StackRepo):
         self.assertFalse(self.cfg.layout.pid_file(CP).exists())
 
     def test_a_host_beyond_loopback_is_warned_at_start(self):
-        self.assertEqual(services.exposure_notes(self.cfg, CP), [])
+        self.assertEqual(supervisor.exposure_notes(self.cfg, CP), [])
         self.config_path.write_text(self.config_path.read_text().replace(
-            f"host: 127.0.0.1, port: {self.ports['cliproxy_port']}", f"host: 0.0.0.0, port: {self.ports['cliproxy_port']}"))
-        notes = services.exposure_notes(self.load(), CP)
+            f"host: 127.0.0.1, port: {self.ports['cliproxy_port']}",
+            f"host: 0.0.0.0, port: {self.ports['cliproxy_port']}"))
+        notes = supervisor.exposure_notes(self.load(), CP)
         self.assertEqual(len(notes), 1)
         self.assertIn("cliproxyapi_plus listens on 0.0.0.0, reachable from other machines", notes[0])
 
@@ -264,7 +266,7 @@ class SwitchJournalTest(StackRepo):
         data = json.loads(self.cfg.layout.switch_journal.read_text())
         data["writer"] = "a-process-that-died"
         self.cfg.layout.switch_journal.write_text(json.dumps(data))
-        rendered = profiles._checked(self.cfg, profiles.find(self.cfg, "cost"))
+        rendered = profiles.checked(self.cfg, profiles.find(self.cfg, "cost"))
         for path in before:
             path.write_text(rendered.text if path.suffix == ".yaml" else json.dumps({"name": "cost"}))
 

@@ -8,9 +8,10 @@ from unittest import mock
 import yaml
 
 from llm_router import config as config_mod
-from llm_router import events, fsutil, profiles, services
+from llm_router import events, fsutil, profiles, switch
 from llm_router.errors import RouterError
-from tests.support import TempRepo, patched_env, inv, snapshot
+from llm_router.litellm import service as litellm_service
+from tests.support import TempRepo, inv, patched_env, snapshot
 
 CONFIG = """\
 config_version: 2
@@ -132,7 +133,7 @@ class RenderingRulesTest(ProfileRepo):
                 for params in by_id.values():
                     self.assertGreater(params["cooldown_time"], 0)
                 self.assertEqual(data["general_settings"], {"master_key": "os.environ/LITELLM_MASTER_KEY",
-                                                            "custom_auth": "llm_router.litellm_hooks.custom_auth",
+                                                            "custom_auth": "llm_router.litellm.hooks.custom_auth",
                                                             "disable_spend_logs": True,
                                                             "disable_model_info_refresh": True})
                 self.assertIs(data["litellm_settings"]["drop_params"], True)
@@ -310,14 +311,14 @@ class ActivationTest(ProfileRepo):
         self.assertEqual(info["name"], "cost")
         self.assertEqual(info["sha256"], profiles._render(self.cfg, profiles.find(self.cfg, "cost")).sha256)
         self.assertTrue(info["time"])
-        switch = events.for_config(self.cfg).read(event="profile_switch")
-        self.assertEqual([(e["profile"], e["result"]) for e in switch], [("cost", "ok")])
-        self.assertEqual(switch[0]["detail"]["applied"], "not running")
+        switches = events.for_config(self.cfg).read(event="profile_switch")
+        self.assertEqual([(e["profile"], e["result"]) for e in switches], [("cost", "ok")])
+        self.assertEqual(switches[0]["detail"]["applied"], "not running")
 
     def test_switching_reports_the_previous_profile(self):
         self.cli("profile", "set", "cost")
-        info = profiles.set_profile(self.cfg, "reliability")
-        self.assertEqual((info["name"], info["previous"]), ("reliability", "cost"))
+        info = switch.set_profile(self.cfg, "reliability")
+        self.assertEqual((info.name, info.previous), ("reliability", "cost"))
         self.assertTrue(self.cfg.layout.profile_config("cost").exists())
         self.assertEqual(self.cfg.layout.active_config.read_text(), profiles.render(self.cfg, "reliability"))
 
@@ -330,7 +331,7 @@ class ActivationTest(ProfileRepo):
         self.assertEqual(len(events.for_config(self.cfg).read(event="profile_switch")), 1)
 
     def test_ensure_active_rewrites_a_missing_active_config(self):
-        profiles.set_profile(self.cfg, "reliability")
+        switch.set_profile(self.cfg, "reliability")
         self.cfg.layout.active_config.unlink()
         self.assertEqual(profiles.ensure_active(self.cfg)["name"], "reliability")
         self.assertTrue(self.cfg.layout.active_config.is_file())
@@ -361,7 +362,7 @@ class ApplyTest(ProfileRepo):
 
     def setUp(self) -> None:
         super().setUp()
-        profiles.set_profile(self.cfg, "balanced")
+        switch.set_profile(self.cfg, "balanced")
         self.balanced = {p: p.read_bytes() for p in (self.cfg.layout.active_config,
                                                      self.cfg.layout.active_profile_file)}
 
@@ -376,7 +377,7 @@ class ApplyTest(ProfileRepo):
                 raise outcome
             return outcome
 
-        patcher = mock.patch.object(services, "apply_litellm_config", side_effect=apply)
+        patcher = mock.patch.object(litellm_service, "serve_active", side_effect=apply)
         patcher.start()
         self.addCleanup(patcher.stop)
         return held
@@ -415,7 +416,7 @@ class ApplyTest(ProfileRepo):
             path.unlink()
         self.apply_with(RouterError("not ready", exit_code=6))
         with self.assertRaises(RouterError) as caught:
-            profiles.set_profile(self.cfg, "cost")
+            switch.set_profile(self.cfg, "cost")
         self.assertIn("no profile was active before", caught.exception.message)
         self.assertIsNone(profiles.active(self.cfg))
         self.assertFalse(self.cfg.layout.active_config.exists())

@@ -20,7 +20,8 @@ from unittest import mock
 
 import psutil
 
-from llm_router import process, prove, prove_worker
+from llm_router.litellm import prove, prove_worker
+from llm_router.supervisor import process
 from tests.support import REPO, STACK_CONFIG, TempRepo
 
 
@@ -145,7 +146,7 @@ class ServeRequestsTest(unittest.TestCase):
 MASTER = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, sys.argv[3])
-    from llm_router import prove_worker
+    from llm_router.litellm import prove_worker
     from tests.test_prove import ok_loader
     folder, mode = sys.argv[1], sys.argv[2]
     prove_worker.write_hello(folder)

@@ -12,11 +12,12 @@ import unittest
 import psutil
 
 from llm_router import config as config_mod
-from llm_router import process, profiles, redis_service, services
+from llm_router import profiles, redis_service, stack
 from llm_router.checks import doctor, security
 from llm_router.commands import status as status_cmd
 from llm_router.errors import CONFLICT, USAGE, RouterError
 from llm_router.standin.process import free_port
+from llm_router.supervisor import process
 from tests.support import TempRepo
 
 HAVE_REDIS = shutil.which("redis-server") is not None
@@ -61,9 +62,9 @@ class ConfigTest(RedisRepo):
             self.assertIsNone(cfg.redis)
             self.assertNotIn("redis", cfg.services)
             self.assertNotIn("REDIS_PASSWORD", cfg.secret_names())
-            self.assertEqual(services.expand("all", cfg), ["cliproxyapi_plus", "litellm"])
+            self.assertEqual(stack.expand("all", cfg), ["cliproxyapi_plus", "litellm"])
         with self.assertRaises(RouterError) as caught:
-            services.expand("redis", cfg)
+            stack.expand("redis", cfg)
         self.assertIn("not enabled", caught.exception.message)
         self.assertIn("services.redis.enabled", caught.exception.hint)
 
@@ -71,7 +72,7 @@ class ConfigTest(RedisRepo):
         cfg = self.managed(", persistence: aof")
         self.assertTrue(cfg.redis.managed)
         self.assertEqual((cfg.redis.host, cfg.redis.port, cfg.redis.persistence), ("127.0.0.1", self.redis_port, "aof"))
-        self.assertEqual(services.expand("all", cfg), ["redis", "cliproxyapi_plus", "litellm"])
+        self.assertEqual(stack.expand("all", cfg), ["redis", "cliproxyapi_plus", "litellm"])
         self.assertIn("REDIS_PASSWORD", cfg.secret_names())
         self.assertEqual(cfg.warnings, ())
 
@@ -175,7 +176,7 @@ class RenderTest(RedisRepo):
 
 class StatusLinesTest(unittest.TestCase):
     def test_each_worker_has_a_line(self):
-        st = services.ServiceStatus(name="litellm", state=services.RUNNING, host="127.0.0.1", port=4000, log="l",
+        st = stack.ServiceStatus(name="litellm", state=stack.RUNNING, host="127.0.0.1", port=4000, log="l",
                                     pid=10, uptime=5, rss_bytes=2 << 20, mode="gunicorn", workers=[
                                         {"pid": 11, "uptime": 4.0, "rss_bytes": 1 << 20, "serving": True},
                                         {"pid": 12, "uptime": 0.5, "rss_bytes": 1 << 20, "serving": False}])
@@ -240,8 +241,8 @@ class ManagedRedisTest(RedisRepo):
         self.addCleanup(self._stop)
 
     def _stop(self):
-        record, _ = services.read_record(self.cfg.layout, "redis")
-        services.stop(self.cfg, "redis")
+        record, _ = process.read_record(self.cfg.layout, "redis")
+        stack.stop(self.cfg, "redis")
         if record is not None and psutil.pid_exists(record.pid):
             with self.assertRaises(psutil.NoSuchProcess):
                 proc = psutil.Process(record.pid)
@@ -250,19 +251,19 @@ class ManagedRedisTest(RedisRepo):
                 raise psutil.NoSuchProcess(record.pid)
 
     def test_start_identity_readiness_health_stop(self):
-        outcome = services.start(self.cfg, "redis")[0]
-        self.assertEqual(outcome["result"], "started")
-        record, _ = services.read_record(self.cfg.layout, "redis")
+        outcome = stack.start(self.cfg, "redis")[0]
+        self.assertEqual(outcome.result, "started")
+        record, _ = process.read_record(self.cfg.layout, "redis")
         self.assertTrue(record.launch_id and record.boot_id == process.boot_id())
         self.assertIsNotNone(process.owned_leader(record), "the launch marker survives (set-proc-title no)")
         self.assertTrue(process.listens_on(record, self.redis_port))
         secret = self.cfg.secret("REDIS_PASSWORD")
         self.assertFalse(any(secret in part for part in psutil.Process(record.pid).cmdline()))
-        st = services.status(self.cfg, "redis")[0]
-        self.assertEqual(st.state, services.RUNNING)
+        st = stack.status(self.cfg, "redis")[0]
+        self.assertEqual(st.state, stack.RUNNING)
         self.assertRegex(st.version or "", r"^\d+\.\d+")
-        self.assertEqual(services.start(self.cfg, "redis")[0]["result"], "already running")
-        health = services.health_check(self.cfg, "redis")[0]
+        self.assertEqual(stack.start(self.cfg, "redis")[0].result, "already running")
+        health = stack.health_check(self.cfg, "redis")[0]
         self.assertTrue(health["ready"], health)
         self.assertEqual(redis_service.call("127.0.0.1", self.redis_port, secret, ("SET", "k", "v"), ("GET", "k")),
                          ["OK", "v"])
@@ -272,29 +273,29 @@ class ManagedRedisTest(RedisRepo):
         self.assertFalse(redis_service.probe("127.0.0.1", self.redis_port, None).ready, "a password always")
         found = {f.check: f for f in doctor.check_redis(self.cfg)}
         self.assertEqual(found["redis"].status, "ok")
-        self.assertEqual(services.stop(self.cfg, "redis")[0]["result"], "stopped")
-        self.assertEqual(services.status(self.cfg, "redis")[0].state, services.STOPPED)
-        self.assertFalse(services.health_check(self.cfg, "redis")[0]["ready"])
+        self.assertEqual(stack.stop(self.cfg, "redis")[0].result, "stopped")
+        self.assertEqual(stack.status(self.cfg, "redis")[0].state, stack.STOPPED)
+        self.assertFalse(stack.health_check(self.cfg, "redis")[0]["ready"])
 
     def test_a_busy_port_is_a_conflict(self):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", self.redis_port))
             sock.listen()
             with self.assertRaises(RouterError) as caught:
-                services.start(self.cfg, "redis")
+                stack.start(self.cfg, "redis")
         self.assertEqual(caught.exception.exit_code, CONFLICT)
         self.assertFalse(self.cfg.layout.pid_file("redis").exists())
 
     def test_stop_all_order_and_status_signals_nothing(self):
-        services.start(self.cfg, "redis")
-        record, _ = services.read_record(self.cfg.layout, "redis")
+        stack.start(self.cfg, "redis")
+        record, _ = process.read_record(self.cfg.layout, "redis")
         before = psutil.Process(record.pid).create_time()
-        services.status(self.cfg)
-        services.health_check(self.cfg)
+        stack.status(self.cfg)
+        stack.health_check(self.cfg)
         doctor.check_redis(self.cfg)
         self.assertEqual(psutil.Process(record.pid).create_time(), before)
-        outcomes = services.stop(self.cfg, "all")
-        self.assertEqual([o["service"] for o in outcomes], ["litellm", "cliproxyapi_plus", "redis"])
+        outcomes = stack.stop(self.cfg, "all")
+        self.assertEqual([o.service for o in outcomes], ["litellm", "cliproxyapi_plus", "redis"])
 
 
 if __name__ == "__main__":

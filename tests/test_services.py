@@ -13,8 +13,9 @@ import unittest
 
 import psutil
 
-from llm_router import services
 from llm_router.errors import CONFLICT, NOT_FOUND, UNAVAILABLE, USAGE
+from llm_router.supervisor import process
+from llm_router.supervisor import services as supervisor
 from tests.support import REPO, StackRepo
 
 CP = "cliproxyapi_plus"
@@ -35,7 +36,7 @@ class CliproxyServiceTest(StackRepo):
         self.assertIn("cliproxyapi_plus  started", out)
         self.assertIn("note: CLIProxyAPIPlus 6.x 6.9.28-0", out)  # the line, probed from the running binary
         self.remember_pids()
-        record, _ = services.read_record(self.cfg.layout, CP)
+        record, _ = process.read_record(self.cfg.layout, CP)
         self.assertEqual(record.port, self.ports["cliproxy_port"])
         self.assertEqual(record.version, "6.9.28-0-plus")
         proc = psutil.Process(record.pid)
@@ -77,10 +78,10 @@ class CliproxyServiceTest(StackRepo):
 
     def test_killed_process_is_reported_and_start_recovers(self):
         self.assertEqual(self.cli("service", "start", CP)[0], 0)
-        record, _ = services.read_record(self.cfg.layout, CP)
+        record, _ = process.read_record(self.cfg.layout, CP)
         os.killpg(record.pid, signal.SIGKILL)
         psutil.Process(record.pid).wait(10) if psutil.pid_exists(record.pid) else None
-        services._children.pop(record.pid, None)
+        supervisor._children.pop(record.pid, None)
         code, out, _ = self.cli("status")
         self.assertIn("STALE", out)
         self.assertIn("stale pid file, process gone", out)
@@ -150,7 +151,7 @@ class CliproxyServiceTest(StackRepo):
         victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
         self.addCleanup(victim.wait)
         self.addCleanup(victim.kill)
-        fake = services.ProcessRecord(service=CP, pid=victim.pid, create_time=psutil.Process(victim.pid).create_time()
+        fake = process.ProcessRecord(service=CP, pid=victim.pid, create_time=psutil.Process(victim.pid).create_time()
                                       - 1000, cmdline=["x", "-config", "y"], port=1, started_at=time.time(), log="l")
         self.cfg.layout.pids_dir.mkdir(parents=True, exist_ok=True)
         fake.save(self.cfg.layout)

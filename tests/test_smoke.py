@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 
 from llm_router import config as config_mod
-from llm_router import litellm_hooks, sandbox, services
+from llm_router import sandbox, stack
+from llm_router.litellm import hooks as litellm_hooks
 from llm_router.standin.cliproxy import write_codex_login
 from tests.litellm_support import requires_litellm
 from tests.support import StackRepo, TempRepo
@@ -103,8 +104,8 @@ class SmokeFailureTest(StackRepo):
         self.assertEqual(by_name["service stop"]["status"], "ok")
         self.assertIn("cliproxyapi_plus stopped", by_name["service stop"]["detail"])
         self.assertEqual(envelope["data"]["started"], ["cliproxyapi_plus"])
-        for name in services.ORDER:
-            self.assertFalse(services.is_running(self.cfg, name))
+        for name in stack.ORDER:
+            self.assertFalse(stack.is_running(self.cfg, name))
         code, out, _ = self.cli("smoke", env=NO_TIMEOUT_ENV)
         self.assertRegex(out, r"service start\s+FAIL")
         self.assertIn("smoke FAILED at service start", out)
@@ -318,13 +319,15 @@ class AuthHookTest(unittest.TestCase):
 class AppliedTextTest(unittest.TestCase):
     def test_says_what_happened(self):
         from llm_router.checks.smoke import _applied_text
+        from llm_router.switch import SwitchResult
 
-        self.assertEqual(_applied_text({"applied": {"how": "not running"}}),
-                         "; LiteLLM was not running (it starts on it)")
-        self.assertEqual(_applied_text({"applied": {"how": "restart"}}), "; LiteLLM restarted on it")
-        self.assertEqual(_applied_text({"applied": {"how": "worker swap", "worker_ready_s": 0.3}}),
+        def result(**applied):
+            return SwitchResult(name="cost", sha256="0" * 64, time="t", template="t", config="c", previous=None,
+                                applied=applied, seconds=0.1)
+        self.assertEqual(_applied_text(result(how="not running")), "; LiteLLM was not running (it starts on it)")
+        self.assertEqual(_applied_text(result(how="restart")), "; LiteLLM restarted on it")
+        self.assertEqual(_applied_text(result(how="worker swap", worker_ready_s=0.3)),
                          "; LiteLLM serves it now (worker swap)")
-        self.assertEqual(_applied_text({"applied": {}}), "")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-from llm_router import bootstrap, profiles, services
+from llm_router import bootstrap, profiles, stack
 from llm_router.standin.cliproxy import install_fake_binary, write_codex_login
 from llm_router.standin.github import publish
+from llm_router.supervisor.model import ServiceOutcome
 from tests.litellm_support import requires_litellm
-from tests.support import StackRepo, TempRepo, patched_env, inv, serve_github
+from tests.support import StackRepo, TempRepo, inv, patched_env, serve_github
 
 REPO_NAME = "router-for-me/CLIProxyAPIPlus"
 VERSION = "6.9.28-0"
@@ -44,7 +45,7 @@ class UpSmokeDownTest(StackRepo):
         self.assertEqual(data["profile"], "balanced")
         self.assertEqual([o["result"] for o in data["start"]], ["started", "started"])
         self.assertTrue(all(r["ready"] for r in data["health"]))
-        pids = {s.name: s.pid for s in services.status(self.cfg)}
+        pids = {s.name: s.pid for s in stack.status(self.cfg)}
 
         code, out, err = self.cli("smoke", "--json", env={"STARTUP_TIMEOUT": None})
         steps = {s["name"]: s for s in json.loads(out)["data"]["steps"]}
@@ -52,7 +53,7 @@ class UpSmokeDownTest(StackRepo):
         self.assertEqual(steps["profile set"]["detail"], "balanced is already active (unchanged)")
         self.assertIn("already running", steps["service start"]["detail"])
         self.assertEqual(steps["service stop"]["detail"], "left running as found: cliproxyapi_plus, litellm")
-        self.assertEqual({s.name: s.pid for s in services.status(self.cfg)}, pids)
+        self.assertEqual({s.name: s.pid for s in stack.status(self.cfg)}, pids)
 
         with patched_env(self.env):
             code, out, err = inv("up")  # again: nothing to install, nothing to start
@@ -64,7 +65,7 @@ class UpSmokeDownTest(StackRepo):
             code, out, err = inv("down")
         self.assertEqual(code, 0, out + err)
         self.assertIn("litellm  stopped", out)
-        self.assertEqual([s.state for s in services.status(self.cfg)], ["STOPPED", "STOPPED"])
+        self.assertEqual([s.state for s in stack.status(self.cfg)], ["STOPPED", "STOPPED"])
 
 
 class UpOrchestrationTest(TempRepo):
@@ -78,16 +79,16 @@ class UpOrchestrationTest(TempRepo):
 
         self.cfg = config_mod.load(self.config_path)
         ready = [{"service": n, "ready": True, "live": True, "state": "RUNNING",
-                  "probe": {"url": "u", "status": 200, "error": None, "latency_ms": 1.0}} for n in services.ORDER]
-        for target, value in (("start", [{"service": "litellm", "result": "started", "pid": 1, "port": 2}]),
-                              ("health_check", ready)):
-            patcher = mock.patch.object(services, target, return_value=value)
+                  "probe": {"url": "u", "status": 200, "error": None, "latency_ms": 1.0}} for n in stack.ORDER]
+        started = [ServiceOutcome("litellm", "started", pid=1, port=2)]
+        for target, value in (("start", started), ("health_check", ready)):
+            patcher = mock.patch.object(stack, target, return_value=value)
             setattr(self, target, patcher.start())
             self.addCleanup(patcher.stop)
 
     def test_binary_present_no_bootstrap_and_default_profile_activated(self):
         install_fake_binary(self.cfg.layout.cliproxy_binary)
-        with mock.patch.object(bootstrap, "download") as download:
+        with mock.patch.object(bootstrap, "install") as download:
             code, out, err = self.cli("up")
         self.assertEqual(code, 0, out + err)
         download.assert_not_called()
@@ -102,9 +103,10 @@ class UpOrchestrationTest(TempRepo):
     def test_missing_binary_is_bootstrapped_first(self):
         def fake_download(cfg, **_):
             install_fake_binary(cfg.layout.cliproxy_binary)
-            return {"result": "installed", "version": "v6.9.28-0"}
+            return bootstrap.InstallOutcome(result="installed", manifest={"version": "v6.9.28-0"}, path="p",
+                                            litellm_runner="r", litellm_version=None, restart_needed=False)
 
-        with mock.patch.object(bootstrap, "download", side_effect=fake_download) as download:
+        with mock.patch.object(bootstrap, "install", side_effect=fake_download) as download:
             code, out, err = self.cli("up", "--json")
         self.assertEqual(code, 0, out + err)
         download.assert_called_once()

@@ -389,7 +389,8 @@ class ServerTest(TempDirCase):
         entry = {item["name"]: item for item in self.manage("GET", "/auth-files").json()["files"]}[codex]
         fields = ("type", "provider", "email", "source", "account_type", "last_refresh")
         self.assertEqual(
-            [entry[key] for key in fields], ["codex", "codex", "up@example.com", "file", "oauth", "2026-04-17T00:00:00Z"]
+            [entry[key] for key in fields],
+            ["codex", "codex", "up@example.com", "file", "oauth", "2026-04-17T00:00:00Z"]
         )
         self.assertEqual(self.manage("POST", "/auth-files?name=bad.json", b"not json").status, 400)
         self.assertEqual(self.manage("POST", "/auth-files?name=bad.txt", b"{}").status, 400)

@@ -1,4 +1,5 @@
-"""The usage store (usage.py) and the LiteLLM-side helpers of usage_hook.py, without LiteLLM."""
+"""The usage store (usage.py and its split modules usage_*.py) and the LiteLLM-side helpers of usage_hook.py,
+without LiteLLM."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import unittest
 from pathlib import Path
 
 from llm_router import usage as store
-from llm_router import usage_hook
+from llm_router.litellm import usage_hook
 
 
 def row(i: int = 0, **extra) -> dict:
@@ -271,7 +272,7 @@ class Summaries(unittest.TestCase):
 
 class HookHelpers(unittest.TestCase):
     def test_importing_the_hook_does_not_import_litellm(self):
-        code = "import sys, llm_router.usage_hook as h; print('litellm' in sys.modules)"
+        code = "import sys, llm_router.litellm.usage_hook as h; print('litellm' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         self.assertEqual(out.stdout.strip(), "False", out.stderr)
 
@@ -334,6 +335,33 @@ class ThreadSafety(_Base):
             thread.join()
         self.assertTrue(writer.flush(timeout=60))
         self.assertEqual(self.count() + writer.dropped, 4000)
+
+
+class ModuleSplit(unittest.TestCase):
+    """usage.py is the store's one import name: every public name of its split modules is the same object there."""
+
+    def test_facade_reexports_every_public_name(self):
+        import importlib
+
+        for name in ("usage_schema", "usage_writer", "usage_control", "usage_queries"):
+            module = importlib.import_module(f"llm_router.{name}")
+            public = [n for n, v in vars(module).items() if not n.startswith("_")
+                      and getattr(v, "__module__", module.__name__) == module.__name__
+                      and not isinstance(v, type(importlib))]
+            for attr in public:
+                if attr == "annotations":
+                    continue
+                with self.subTest(module=name, name=attr):
+                    self.assertIs(getattr(store, attr), getattr(module, attr))
+                    self.assertIn(attr, store.__all__)
+
+    def test_split_modules_stay_small(self):
+        root = Path(store.__file__).parent
+        for name in ("usage", "usage_schema", "usage_writer", "usage_control", "usage_queries"):
+            with self.subTest(module=name):
+                text = (root / f"{name}.py").read_text()
+                self.assertLessEqual(len(text.splitlines()), 500)
+                self.assertTrue(text.startswith('"""'), "opens with a docstring stating its job")
 
 
 if __name__ == "__main__":

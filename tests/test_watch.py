@@ -12,8 +12,9 @@ import unittest
 
 import psutil
 
-from llm_router import services
+from llm_router import stack
 from llm_router.errors import CONFLICT
+from llm_router.supervisor import process
 from llm_router.watch import BACKOFF, FATAL, RUNNING, Policy, Watch
 from tests.support import REPO, StackRepo
 
@@ -58,14 +59,14 @@ class WatchTest(StackRepo):
     def test_crash_is_restarted_and_counted(self):
         with WatchThread(Watch(self.cfg, [CP], FAST)) as w:
             w.wait_for(lambda i: i.get("state") == RUNNING)
-            record, _ = services.read_record(self.cfg.layout, CP)
+            record, _ = process.read_record(self.cfg.layout, CP)
             self.started_pids.add(record.pid)
             os.killpg(record.pid, signal.SIGKILL)
             w.wait_for(lambda i: i.get("state") == BACKOFF and "crashed" in i.get("detail", ""))
             w.wait_for(lambda i: i.get("state") == RUNNING and i.get("pid") not in (None, record.pid))
             self.remember_pids()
-            status = services.inspect(self.cfg, CP)
-            self.assertEqual(status.state, services.RUNNING)
+            status = stack.inspect(self.cfg, CP)
+            self.assertEqual(status.state, stack.RUNNING)
             self.assertGreaterEqual(status.restarts, 1)
         crash = self.events("service_crash")[0]
         self.assertEqual(crash["service"], CP)
@@ -98,7 +99,7 @@ class WatchTest(StackRepo):
         self.remember_pids()
         with WatchThread(Watch(self.cfg, [CP], FAST)) as w:
             w.wait_for(lambda i: i.get("state") == RUNNING)
-        self.assertTrue(services.is_running(self.cfg, CP))
+        self.assertTrue(stack.is_running(self.cfg, CP))
 
     def test_sigterm_stops_what_it_started(self):
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -107,10 +108,10 @@ class WatchTest(StackRepo):
                                 env=env, text=True)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         deadline = time.monotonic() + 60
-        while not services.is_running(self.cfg, CP) and time.monotonic() < deadline:
+        while not stack.is_running(self.cfg, CP) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.remember_pids()
-        record, _ = services.read_record(self.cfg.layout, CP)
+        record, _ = process.read_record(self.cfg.layout, CP)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 0, err)

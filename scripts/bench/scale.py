@@ -36,9 +36,10 @@ if __package__ in (None, ""):  # run as a file: the checkout root makes `tests` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from llm_router import config as config_mod  # noqa: E402
-from llm_router import services  # noqa: E402
+from llm_router import stack as router_stack  # noqa: E402
 from llm_router.output import table  # noqa: E402
 from llm_router.standin.process import free_port, set_fault, start_upstream  # noqa: E402
+from llm_router.supervisor import process  # noqa: E402
 
 KEY = "sk-bench-scale-standin-key-0123"
 KEY_ENV = "BENCH_SCALE_KEY"
@@ -87,13 +88,13 @@ class Stack:
 
     def start(self) -> None:
         began = time.monotonic()
-        services.start(self.cfg, [n for n in ("redis", "litellm") if n in self.cfg.services])
+        router_stack.start(self.cfg, [n for n in ("redis", "litellm") if n in self.cfg.services])
         self.started = time.monotonic() - began
         self.key = self.cfg.secret("LITELLM_MASTER_KEY")
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            services.stop(self.cfg, "all")
+            router_stack.stop(self.cfg, "all")
         shutil.rmtree(self.root, True)
 
     def connection(self) -> "Client":
@@ -152,9 +153,9 @@ def _cpu(pids: list[int]) -> float:
 def level(stack: Stack, concurrency: int, seconds: float, upstream_pid: int) -> dict:
     """One closed-loop level. Also the CPU the LiteLLM workers, the stand-in and this client used, in % of one
     core: on a 2-core machine they all share the same cores."""
-    from llm_router import workers
+    from llm_router.litellm import workers
 
-    master, _ = services.read_record(stack.cfg.layout, "litellm")
+    master, _ = process.read_record(stack.cfg.layout, "litellm")
     worker_pids = workers.worker_pids(master) if master else []
     cpu_before = (_cpu(worker_pids), _cpu([upstream_pid]), _cpu([os.getpid()]))
     stop = threading.Event()

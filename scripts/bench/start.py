@@ -7,7 +7,7 @@ tests' StackRepo layout). Each round runs, per LiteLLM mode (gunicorn: the defau
   - router: `llm-router --config X service start all` in a subprocess, then `service stop all`;
   - bare:   `litellm --config <the same rendered active.yaml> --host 127.0.0.1 --port N` (+ `--run_gunicorn
             --num_workers 1` in gunicorn mode) with the environment the router gives LiteLLM
-            (`services.litellm_env`), the same working directory, CLIProxyAPIPlus running as in the router run.
+            (`litellm.env.litellm_env`), the same working directory, CLIProxyAPIPlus running as in the router run.
 What the ratio compares (LiteLLM part only):
   ROUTER_LITELLM = from the router's `service_start` event for CLIProxyAPIPlus (written the moment it is ready, just
                    before the router turns to LiteLLM) to the exit of `service start all`: profile check, runner
@@ -60,11 +60,18 @@ if __package__ in (None, ""):  # run as a file: the checkout root makes `tests` 
 import psutil  # noqa: E402
 
 from llm_router import config as config_mod  # noqa: E402
-from llm_router import events, health, services  # noqa: E402
+from llm_router import events  # noqa: E402
+from llm_router import stack as router_stack  # noqa: E402
+from llm_router.litellm import service as litellm_service  # noqa: E402
+from llm_router.litellm.env import litellm_env  # noqa: E402
+from llm_router.litellm.workers import STARTED  # noqa: E402
 from llm_router.output import table  # noqa: E402
 from llm_router.standin.cliproxy import install_fake_binary, write_codex_login  # noqa: E402
 from llm_router.standin.process import free_port  # noqa: E402
-from llm_router.workers import STARTED  # noqa: E402
+from llm_router.supervisor import (
+    health,  # noqa: E402
+    process,  # noqa: E402
+)
 from tests.support import STACK_CONFIG, patched_env  # noqa: E402
 
 BIN = Path(sys.prefix) / "bin"
@@ -75,7 +82,7 @@ TARGET_RATIO = 1.10
 TARGET_STATUS_MS = 150.0
 TARGET_FIRST_X = 3.0
 FIRST_NEXT = 20
-READY_POLL = 0.05  # the outside poller; the router itself polls every services.POLL (0.2 s)
+READY_POLL = 0.05  # the outside poller; the router itself polls every supervisor.POLL (0.2 s)
 START_TIMEOUT = 180.0  # generous: other test suites share the 2 cores
 BARE_HUNG_AFTER = 20.0  # a bare gunicorn worker not started this long after its fork hung (reference: litellm.md §9)
 BOOTING = re.compile(rb"Booting worker with pid: (\d+)")
@@ -155,8 +162,8 @@ class Processes:
             self.groups[pid] = create_time
 
     def remember_records(self, cfg: config_mod.RouterConfig) -> None:
-        for name in (*services.ORDER, services.PROVER):
-            record, _ = services.read_record(cfg.layout, name)
+        for name in (*router_stack.ORDER, litellm_service.PROVER):
+            record, _ = process.read_record(cfg.layout, name)
             if record is not None:
                 self.remember(record.pid, record.create_time)
 
@@ -328,7 +335,7 @@ def router_start(stack: StackDir, procs: Processes, warmup: str | None = None) -
     started = [e for e in events.for_config(cfg).read(event="service_start")
                if e["result"] == "ok" and epoch(e["timestamp"]) >= t0 - 0.01]
     cliproxy_ready = epoch(next(e for e in started if e["service"] == "cliproxyapi_plus")["timestamp"])
-    record, _ = services.read_record(layout, "litellm")
+    record, _ = process.read_record(layout, "litellm")
     forked, ready_workers = boots_since(log, offset)
     return {"kind": "router" if not warmup else f"router-{warmup}", "mode": stack.mode, "total_s": total,
             "cliproxy_s": cliproxy_ready - t0, "litellm_s": t_end - cliproxy_ready,
@@ -340,13 +347,13 @@ def router_start(stack: StackDir, procs: Processes, warmup: str | None = None) -
 def bare_start(stack: StackDir, procs: Processes) -> dict:
     """The bare command on the router's rendered active.yaml, with the router's environment for LiteLLM."""
     cfg, layout = stack.cfg, stack.cfg.layout
-    services.start(cfg, ["cliproxyapi_plus"])  # as in the router run (LiteLLM does not call it at start-up)
+    router_stack.start(cfg, ["cliproxyapi_plus"])  # as in the router run (LiteLLM does not call it at start-up)
     procs.remember_records(cfg)
     port = free_port()
     argv = [str(LITELLM), "--config", str(layout.active_config), "--host", "127.0.0.1", "--port", str(port)]
     if stack.mode == "gunicorn":
         argv += ["--run_gunicorn", "--num_workers", "1"]
-    env = services.litellm_env(cfg)
+    env = litellm_env(cfg)
     url = f"http://127.0.0.1:{port}{cfg.services['litellm'].readiness_path}"
     with tempfile.NamedTemporaryFile(prefix="bench-bare-litellm-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -376,7 +383,7 @@ def bare_start(stack: StackDir, procs: Processes) -> dict:
         result["workers_forked"] = len(boots_since(log_path, 0)[0])
     finally:
         Processes.stop_group(proc)
-        services.stop(cfg, "all")
+        router_stack.stop(cfg, "all")
         log_path.unlink(missing_ok=True)
     return result
 
@@ -396,7 +403,7 @@ def measure_start(stack: StackDir, procs: Processes, modes: list[str], runs: int
                     try:
                         row = router_start(stack, procs, warmup=kind[len("router-"):] or None)
                     finally:
-                        services.stop(stack.cfg, "all")
+                        router_stack.stop(stack.cfg, "all")
                 else:
                     row = bare_start(stack, procs)
                 row["round"] = round_no + 1
@@ -498,7 +505,7 @@ def importtime(stack: StackDir, env: dict[str, str], top: int = 10) -> dict:
 def bytecode_state() -> dict:
     import importlib.util
 
-    cached = Path(importlib.util.cache_from_source(services.__file__)).exists()
+    cached = Path(importlib.util.cache_from_source(router_stack.__file__)).exists()
     import yaml
 
     return {"PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
@@ -530,9 +537,9 @@ def measure_status_all(stack: StackDir, procs: Processes, runs: int, diagnostic:
         stack.write("gunicorn")
         print("  status: starting the stack (gunicorn) ...", file=sys.stderr, flush=True)
         try:
-            services.start(stack.cfg, "all")
+            router_stack.start(stack.cfg, "all")
             procs.remember_records(stack.cfg)
-            prover, _ = services.read_record(stack.cfg.layout, services.PROVER)
+            prover, _ = process.read_record(stack.cfg.layout, litellm_service.PROVER)
             if not wait_gone(prover.pid if prover else None, 240):  # the background prover would load the CPU
                 print("  note: the background prover is still running", file=sys.stderr)
             print("  status: stack running ...", file=sys.stderr, flush=True)
@@ -544,7 +551,7 @@ def measure_status_all(stack: StackDir, procs: Processes, runs: int, diagnostic:
                          if inherited.get("PYTHONDONTWRITEBYTECODE") else "running, inherited environment")
                 result["rows"].append(measure_status(stack, runs, label, inherited))
         finally:
-            services.stop(stack.cfg, "all")
+            router_stack.stop(stack.cfg, "all")
     return result
 
 
@@ -578,7 +585,8 @@ def render(report: dict) -> str:
                           "RATIO", "FIRST_MS", "NEXT20_MS", "FIRST_X", "BARE_FIRST_MS", "BARE_FIRST_X", "BARE_HUNG",
                           "ROUTER_REPLACED", "TARGET"]))
         out.append(f"FIRST_MS: the first chat completion once ready; NEXT20_MS: median of the {FIRST_NEXT} after it; "
-                   f"FIRST_X = FIRST_MS / NEXT20_MS (target <= {TARGET_FIRST_X:g} for the gunicorn `router`; uvicorn mode forks nothing, so nothing is warmed); BARE_FIRST_*: the "
+                   f"FIRST_X = FIRST_MS / NEXT20_MS (target <= {TARGET_FIRST_X:g} for the gunicorn `router`; "
+                   "uvicorn mode forks nothing, so nothing is warmed); BARE_FIRST_*: the "
                    "same against the bare command")
         out.append("ROUTER_LITELLM: CLIProxyAPIPlus ready (its service_start event) -> `service start all` exited; "
                    "BARE: Popen -> first 200 on /health/readiness (50 ms polls); CLIPROXY: CLI launched -> "
@@ -618,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="add a gunicorn router kind with LLM_ROUTER_WARMUP=after-fork to every round")
     parser.add_argument("--skip-start", action="store_true", help="only the status part")
     parser.add_argument("--skip-status", action="store_true", help="only the start part")
-    parser.add_argument("--no-diagnostic", action="store_true", help="skip the status diagnostic row (inherited environment)")
+    parser.add_argument("--no-diagnostic", action="store_true",
+                        help="skip the status diagnostic row (inherited environment)")
     parser.add_argument("--bytecode-cache", action="store_true",
                         help="run every child with a bytecode cache in a temporary PYTHONPYCACHEPREFIX (primed by "
                              "one unmeasured start), as an install whose venv holds .pyc files")
@@ -642,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         router_start(stack, procs)
                     finally:
-                        services.stop(stack.cfg, "all")
+                        router_stack.stop(stack.cfg, "all")
                 if not args.skip_start:
                     print(f"start: {args.runs} rounds x {', '.join(modes)} (~15-40 s per start) ...",
                           file=sys.stderr, flush=True)
@@ -653,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           not (args.no_diagnostic or args.bytecode_cache))
             finally:
                 with contextlib.suppress(Exception):
-                    services.stop(stack.cfg, "all")
+                    router_stack.stop(stack.cfg, "all")
     finally:
         leftovers = procs.cleanup()
         if leftovers:

@@ -43,12 +43,25 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: the checkout root makes `tests` and `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from llm_router import events, profiles, services  # noqa: E402
+from llm_router import events, profiles  # noqa: E402
+from llm_router import stack as router_stack  # noqa: E402
+from llm_router.litellm import service as litellm_service  # noqa: E402
 from llm_router.output import table  # noqa: E402
 from llm_router.standin.cliproxy import write_codex_login  # noqa: E402
 from llm_router.standin.process import start_upstream  # noqa: E402
-from scripts.bench.start import (BenchError, Processes, StackDir, bytecode_cache, cache_note, epoch, fmt,  # noqa: E402
-                                 loadavg, source_state, wait_gone)
+from llm_router.supervisor import process  # noqa: E402
+from scripts.bench.start import (  # noqa: E402
+    BenchError,
+    Processes,
+    StackDir,
+    bytecode_cache,
+    cache_note,
+    epoch,
+    fmt,
+    loadavg,
+    source_state,
+    wait_gone,
+)
 from tests.load_support import Load, Sample  # noqa: E402
 
 MODES = ("gunicorn", "uvicorn")
@@ -177,8 +190,8 @@ def run_switch(stack: StackDir, procs: Processes, mode: str, retries, target: st
 
 
 def prover_running(cfg) -> bool:
-    record, _ = services.read_record(cfg.layout, services.PROVER)
-    return record is not None and services.process.owned_leader(record) is not None
+    record, _ = process.read_record(cfg.layout, litellm_service.PROVER)
+    return record is not None and process.owned_leader(record) is not None
 
 
 def early_pass(stack: StackDir, procs: Processes, mode: str, started_at: float, args) -> tuple[list[dict], dict]:
@@ -214,7 +227,7 @@ def stack_memory(cfg, label: str) -> dict:
     carries LiteLLM's launch marker (a resident prover would), CLIProxyAPIPlus, and the background prover job."""
     import psutil
 
-    from llm_router import process
+    from llm_router.supervisor import process
 
     row = {"state": label, "master_mb": None, "workers_mb": [], "others": [], "cliproxy_mb": None,
            "prover_job_mb": None, "total_rss_mb": 0.0, "total_pss_mb": 0.0}
@@ -230,7 +243,7 @@ def stack_memory(cfg, label: str) -> dict:
         row["total_pss_mb"] += rss_pss[1]
         return round(rss_pss[0], 1)
 
-    record, _ = services.read_record(cfg.layout, "litellm")
+    record, _ = process.read_record(cfg.layout, "litellm")
     if record is not None:
         leader = process.owned_leader(record)
         kids = {c.pid for c in process.children(record)}
@@ -243,8 +256,8 @@ def stack_memory(cfg, label: str) -> dict:
                 rss = add(mem(member))
                 with contextlib.suppress(psutil.Error):
                     row["others"].append({"pid": member.pid, "rss_mb": rss, "name": " ".join(member.cmdline())[:60]})
-    for name, key in (("cliproxyapi_plus", "cliproxy_mb"), (services.PROVER, "prover_job_mb")):
-        other, _ = services.read_record(cfg.layout, name)
+    for name, key in (("cliproxyapi_plus", "cliproxy_mb"), (litellm_service.PROVER, "prover_job_mb")):
+        other, _ = process.read_record(cfg.layout, name)
         leader = process.owned_leader(other) if other is not None else None
         if leader is not None:
             row[key] = add(mem(leader))
@@ -277,7 +290,7 @@ def measure_mode(stack: StackDir, procs: Processes, mode: str, args) -> tuple[li
             rows += switches
             passes.append(summary)
             memory.append(stack_memory(stack.cfg, "after the early switch"))
-        prover, _ = services.read_record(stack.cfg.layout, services.PROVER)
+        prover, _ = process.read_record(stack.cfg.layout, litellm_service.PROVER)
         if prover is not None:  # let the background prover finish
             print("  waiting for the background prover ...", file=sys.stderr, flush=True)
             wait_gone(prover.pid, 300)
@@ -299,7 +312,7 @@ def measure_mode(stack: StackDir, procs: Processes, mode: str, args) -> tuple[li
         return rows, passes, memory
     finally:
         procs.remember_records(stack.cfg)
-        services.stop(stack.cfg, "all")
+        router_stack.stop(stack.cfg, "all")
 
 
 def render(report: dict) -> str:
@@ -339,7 +352,8 @@ def render(report: dict) -> str:
     early = [r for r in report["switches"] if r["retries"] == "early"]
     if early:
         out.append("")
-        out.append(f"early switch: `profile set` {EARLY_AT:g} s after `service start all` returned, proof cache emptied")
+        out.append(f"early switch: `profile set` {EARLY_AT:g} s after `service start all` returned, "
+                   "proof cache emptied")
         out.append(table([[r["mode"], fmt(r.get("since_start_s")), "yes" if r.get("bg_prover") else "no",
                            fmt(r["cli_s"]), fmt(r["new_served_s"]), r["window_failed"], r["target"]] for r in early],
                          ["MODE", "SINCE_START", "BG_PROVER", "CLI", "NEW_SERVED", "FAILED", "TARGET"]))
@@ -397,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             with contextlib.suppress(Exception):
-                services.stop(stack.cfg, "all")
+                router_stack.stop(stack.cfg, "all")
         if paid is not None:
             paid.stop()
         leftovers = procs.cleanup()

@@ -27,12 +27,12 @@ if __package__ in (None, ""):  # run as a file: the checkout root makes `tests` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from llm_router import usage as store  # noqa: E402
-from llm_router import usage_hook  # noqa: E402
+from llm_router.litellm import usage_hook  # noqa: E402
 from tests.litellm_support import MASTER_KEY, StandinStack  # noqa: E402
 
 GROUPS = {"coder": [("cliproxy", "bench-first"), ("paid", "bench-paid")]}
 TARGET_ADDED_MS = 1.0
-HOOK = '"llm_router.usage_hook.usage_recorder"'
+HOOK = '"llm_router.litellm.usage_hook.usage_recorder"'
 
 
 def callback_cost(calls: int = 20000) -> dict:

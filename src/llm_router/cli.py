@@ -1,19 +1,19 @@
-"""`llm-router`: the argparse front end. It parses arguments, calls a command function and renders its result.
+"""`llm-router`: the argparse front end. It parses arguments and hands the command to `frontend.run_command`,
+which renders its result or its failure.
 
 No logic lives here: see `commands/` for the mapping onto the library.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import sys
-from typing import Iterable
 
-from . import __version__, events
+from . import __version__
 from .commands import Ctx
-from .errors import USAGE, RouterError, from_os_error
-from .output import Result, emit, emit_error
+from .errors import USAGE, RouterError
+from .frontend import emit_result, fail, run_command  # noqa: F401  (emit_result, fail: importable from here too)
+from .output import Result
 
 # Which module under commands/ provides each top-level command. A run imports only the module of its command,
 # so `llm-router status` does not pay for Jinja2 or requests; `--help` and unknown commands import them all.
@@ -64,30 +64,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def emit_result(result: Result, as_json: bool) -> int:
-    """Print a command's result with the warnings of event appends that failed during it (both front ends)."""
-    result.warnings = [*result.warnings, *events.take_warnings()]
-    return emit(result, as_json)
+class Invocation:
+    """One `llm-router` run: parse `argv`, then call its command. `name` is what a failure is reported under:
+    "llm-router" until the arguments are parsed, then the command and its action ("service start")."""
 
+    def __init__(self, argv: list[str], ctx: Ctx):
+        self.argv = argv
+        self.ctx = ctx
+        self.name = "llm-router"
 
-def fail(command: str, exc: BaseException, as_json: bool, warnings: Iterable[str] = (),
-         debug_hint: str = "re-run with --debug for the traceback and report it") -> int:
-    """The one error path of both front ends; it never raises. A RouterError prints as it is, an OSError that
-    escaped a command (EROFS, ENOSPC, EACCES, a closed pipe, ...) as one line with a stable code
-    (`errors.from_os_error`), anything else as a one-line "unexpected ..." bug report, exit 1."""
-    if isinstance(exc, RouterError):
-        error = exc
-    elif isinstance(exc, OSError):
-        error = from_os_error(exc)
-    else:
-        text = " ".join(str(exc).split())[:400]
-        error = RouterError(f"unexpected {type(exc).__name__}: {text}", hint=debug_hint, exit_code=1)
-    try:
-        return emit_error(command, error, as_json, [*warnings, *events.take_warnings()])
-    except Exception:  # stdout or stderr is closed or full: the exit code still tells
-        with contextlib.suppress(Exception):
-            sys.stderr.write(f"error: {error.message}\n")
-        return error.exit_code if isinstance(error.exit_code, int) else 1
+    def __call__(self) -> Result:
+        args = build_parser(_command_word(self.argv)).parse_args(self.argv)
+        self.name = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
+        self.ctx.config_path = getattr(args, "config", None)
+        return args.run(self.ctx, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,26 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     own = argv[:argv.index("--")] if "--" in argv else argv  # after `--`: a client's own arguments (`run`)
     as_json = "--json" in own
     debug = "--debug" in own
-    command = "llm-router"
     ctx = Ctx(json=as_json, debug=debug)
-    try:
-        args = build_parser(_command_word(argv)).parse_args(argv)
-        command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
-        ctx.config_path = getattr(args, "config", None)
-        return emit_result(args.run(ctx, args), as_json)
-    except RouterError as exc:
-        return fail(command, exc, as_json, ctx.warnings)
-    except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
-            sys.stderr.write("error: interrupted\n")
-        return 130
-    except Exception as exc:  # an OSError, or a bug: one line unless --debug
-        if debug:
-            import traceback
-
-            with contextlib.suppress(Exception):
-                traceback.print_exc()
-        return fail(command, exc, as_json, ctx.warnings)
+    invocation = Invocation(argv, ctx)
+    return run_command(lambda: invocation.name, invocation, ctx, as_json, debug=debug)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from . import keys
 from .config import UPSTREAM_KEY_ENV, RouterConfig
 from .errors import AUTH, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 from .fsutil import atomic_write, ensure_private_dir
-from .health import loopback_opener
+from .supervisor.health import loopback_opener
 
 SERVICE = "cliproxyapi_plus"
 
@@ -141,16 +141,16 @@ def installed_features(cfg: RouterConfig, ask_server: bool = False):
     The version and line come from the banner (and the manifest's asset name), the logins from `-h`, and with
     `ask_server` the routes from the running server (read-only calls with our management key, never generating
     it). Used by `doctor`; `service start`, `status` and `auth` can call it after the readiness wait."""
-    from . import bootstrap, cliproxy_lines
+    from . import cliproxy_binary, cliproxy_lines
 
     binary = cfg.layout.cliproxy_binary
     if not binary.is_file():
         return None
-    code, output = bootstrap.probe(binary)
-    match = bootstrap.BANNER.search(output)
+    code, output = cliproxy_binary.probe(binary)
+    match = cliproxy_binary.BANNER.search(output)
     if not match:
         return None
-    manifest = bootstrap.read_manifest(cfg.layout.bin_manifest) or {}
+    manifest = cliproxy_binary.read_manifest(cfg.layout.bin_manifest) or {}
     features = cliproxy_lines.expected_features(match.group(1), manifest.get("asset"))
     cliproxy_lines.probe_help(features, output)
     if ask_server:

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from . import events, sandbox, services
+from . import events, sandbox, stack
 from .config import MASTER_KEY_ENV, SERVICE_DEFAULTS
 from .errors import NOT_FOUND, RouterError
 
@@ -113,9 +113,9 @@ def _timed(client, group: str, **kwargs) -> tuple[float, str, str]:
 
 def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, timeout: float | None = None,
         notify: Notify = _quiet) -> DemoReport:
-    from .checks.smoke import client as make_client
-    from .runner import litellm_available
-    from .standin.process import reset, set_fault, stats
+    """Run the demo in a new sandbox, step by step (see `DemoRun`); the sandbox is removed at the end unless `keep`
+    (and also with `keep` when a step raised)."""
+    from .litellm.runner import litellm_available
 
     if not litellm_available()[0]:
         raise RouterError("the demo runs the real LiteLLM proxy, which is not installed",
@@ -123,53 +123,113 @@ def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, tim
     notify("preparing a temporary stack (CLIProxyAPIPlus stand-in, a Codex and a Copilot account)")
     box = sandbox.demo(litellm_port=litellm_port, notify=notify)
     report = DemoReport(root=str(box.root), config_path=str(box.config_path))
+    demo = DemoRun(box, report, notify, timeout)
     try:
-        cfg = box.cfg
-        report.deployments = [f"{sandbox.DEMO_GROUP}/{p}/{m}" for p, m in sandbox.DEMO_DEPLOYMENTS]
-        notify(f"starting CLIProxyAPIPlus (stand-in) and LiteLLM ({sandbox.DEMO_PROFILE} profile): LiteLLM takes "
-               "10-20 s to import")
-        report.started = box.start(timeout=timeout)
-        cfg = box.cfg  # new ports if the first ones were taken meanwhile
-        report.base_url = cfg.services["litellm"].base_url + "/v1"
-        report.status = [s.to_dict() for s in services.status(cfg)]
-        client = make_client(cfg)
-        group = sandbox.DEMO_GROUP
-        first, second = report.deployments
+        demo.start_stack()
+        demo.send_chat_and_stream()
+        demo.send_native_streams()
+        demo.measure_healthy_latency()
+        demo.simulate_quota_exhaustion()
+        demo.check_answers()
+        if keep:
+            demo.keep_running()
+        else:
+            demo.stop_stack()
+        report.events = demo.log.read()
+    except BaseException:
+        keep = False
+        raise
+    finally:
+        box.keep = keep
+        problems = box.close()
+        report.problems += problems
+    return report
 
-        notify("sending a chat completion and a streamed one")
+
+class DemoRun:
+    """The steps of one demo on a sandbox, in the order `run` calls them; each fills its part of the report."""
+
+    def __init__(self, box, report: DemoReport, notify: Notify, timeout: float | None):
+        self.box = box
+        self.report = report
+        self.notify = notify
+        self.timeout = timeout
+        self.cfg = box.cfg
+        self.group = sandbox.DEMO_GROUP
+        self.client = None
+        self.log = None
+        self.healthy: list[float] = []
+        self.healthy_ms = 0.0
+
+    def start_stack(self) -> None:
+        from .checks.smoke import client as make_client
+
+        report = self.report
+        report.deployments = [f"{sandbox.DEMO_GROUP}/{p}/{m}" for p, m in sandbox.DEMO_DEPLOYMENTS]
+        self.notify(f"starting CLIProxyAPIPlus (stand-in) and LiteLLM ({sandbox.DEMO_PROFILE} profile): LiteLLM "
+                    "takes 10-20 s to import")
+        report.started = [o.to_dict() for o in self.box.start(timeout=self.timeout)]
+        self.cfg = self.box.cfg  # new ports if the first ones were taken meanwhile
+        report.base_url = self.cfg.services["litellm"].base_url + "/v1"
+        report.status = [s.to_dict() for s in stack.status(self.cfg)]
+        self.client = make_client(self.cfg)
+
+    def send_chat_and_stream(self) -> None:
+        client, group = self.client, self.group
+        self.notify("sending a chat completion and a streamed one")
         _timed(client, group)  # warm-up: the first request after start pays for lazy imports
         ms, deployment, text = _timed(client, group)
-        report.chat = {"model": group, "deployment": deployment, "content": text, "ms": ms}
+        self.report.chat = {"model": group, "deployment": deployment, "content": text, "ms": ms}
         start = time.perf_counter()
         chunks = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model=group, messages=[{"role": "user", "content": PROMPT}], stream=True) if c.choices]
-        report.stream = {"model": group, "chunks": len(chunks), "content": "".join(chunks),
-                         "ms": round((time.perf_counter() - start) * 1000, 1)}
-        notify("sending a streamed Responses API call (Codex CLI) and a streamed Anthropic Messages call "
-               "(Claude Code)")
-        report.responses = _responses_stream(client, group)
-        report.messages = _messages_stream(cfg, group)
-        healthy = [ms] + [_timed(client, group)[0] for _ in range(HEALTHY_SAMPLES - 1)]
-        healthy_ms = round(statistics.median(healthy), 1)
+        self.report.stream = {"model": group, "chunks": len(chunks), "content": "".join(chunks),
+                              "ms": round((time.perf_counter() - start) * 1000, 1)}
 
+    def send_native_streams(self) -> None:
+        self.notify("sending a streamed Responses API call (Codex CLI) and a streamed Anthropic Messages call "
+                    "(Claude Code)")
+        self.report.responses = _responses_stream(self.client, self.group)
+        self.report.messages = _messages_stream(self.cfg, self.group)
+
+    def measure_healthy_latency(self) -> None:
+        """The median of HEALTHY_SAMPLES requests (the chat completion's first), against which failover is timed."""
+        self.healthy = [self.report.chat["ms"]] + [_timed(self.client, self.group)[0]
+                                                   for _ in range(HEALTHY_SAMPLES - 1)]
+        self.healthy_ms = round(statistics.median(self.healthy), 1)
+
+    def simulate_quota_exhaustion(self) -> None:
+        """429 on the first deployment: which deployment answers during it and right after, and what it added."""
+        from .standin.process import set_fault, stats
+
+        box, client, group = self.box, self.client, self.group
+        first, second = self.report.deployments
         codex_model = sandbox.DEMO_DEPLOYMENTS[0][1]
-        notify(f"simulating quota exhaustion: CLIProxyAPIPlus answers 429 for {codex_model}")
+        self.notify(f"simulating quota exhaustion: CLIProxyAPIPlus answers 429 for {codex_model}")
         before = stats(box.cliproxy_url)["requests"].get(codex_model, 0)
         set_fault(box.cliproxy_url, codex_model, status=429, count=-1)
-        log = events.for_config(cfg)
+        self.log = log = events.for_config(self.cfg)
         log.append("demo_fault", service="cliproxyapi_plus", profile=sandbox.DEMO_PROFILE, provider="cliproxy",
                    result="ok", detail={"model": codex_model, "status": 429, "via": "/_standin/fault"})
         fail_ms, fail_by, fail_text = _timed(client, group)
         tried = stats(box.cliproxy_url)["requests"].get(codex_model, 0) - before
         next_ms, next_by, _ = _timed(client, group)
-        report.failover = {"fault": f"HTTP 429 (quota) on {first}", "healthy_ms": healthy_ms,
-                           "healthy_samples": len(healthy), "answered_by": fail_by, "content": fail_text,
-                           "ms": fail_ms, "added_ms": round(fail_ms - healthy_ms, 1), "first_tried": tried,
-                           "next_answered_by": next_by, "next_ms": next_ms,
-                           "next_added_ms": round(next_ms - healthy_ms, 1)}
+        healthy_ms = self.healthy_ms
+        self.report.failover = {"fault": f"HTTP 429 (quota) on {first}", "healthy_ms": healthy_ms,
+                                "healthy_samples": len(self.healthy), "answered_by": fail_by, "content": fail_text,
+                                "ms": fail_ms, "added_ms": round(fail_ms - healthy_ms, 1), "first_tried": tried,
+                                "next_answered_by": next_by, "next_ms": next_ms,
+                                "next_added_ms": round(next_ms - healthy_ms, 1)}
         log.append("demo_failover", service="litellm", profile=sandbox.DEMO_PROFILE, provider="cliproxy",
                    result="ok" if fail_by == second else "failed",
-                   detail={"answered_by": fail_by, "added_ms": report.failover["added_ms"]})
+                   detail={"answered_by": fail_by, "added_ms": self.report.failover["added_ms"]})
+
+    def check_answers(self) -> None:
+        """Each answer came from the deployment it should have: the problems go into the report."""
+        report = self.report
+        first, second = report.deployments
+        deployment, fail_by, next_by = (report.chat["deployment"], report.failover["answered_by"],
+                                        report.failover["next_answered_by"])
         if deployment != first:
             report.problems.append(f"the healthy request was answered by {deployment}, expected {first}")
         if fail_by != second:
@@ -184,20 +244,14 @@ def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, tim
                 report.problems.append(f"the streamed {name} call was answered by {call['deployment']} with "
                                        f"{call['content'][:40]!r}, expected text from {first}")
 
-        if keep:
-            reset(box.cliproxy_url)  # no more 429s (LiteLLM still lets the first deployment cool down for 60 s)
-            report.kept = True
-            report.api_key = cfg.secret(MASTER_KEY_ENV)
-            report.keep_hints = keep_hints(report)
-        else:
-            notify("stopping the stack")
-            report.stopped = services.stop(cfg, "all")
-        report.events = log.read()
-    except BaseException:
-        keep = False
-        raise
-    finally:
-        box.keep = keep
-        problems = box.close()
-        report.problems += problems
-    return report
+    def keep_running(self) -> None:
+        from .standin.process import reset
+
+        reset(self.box.cliproxy_url)  # no more 429s (LiteLLM still lets the first deployment cool down for 60 s)
+        self.report.kept = True
+        self.report.api_key = self.cfg.secret(MASTER_KEY_ENV)
+        self.report.keep_hints = keep_hints(self.report)
+
+    def stop_stack(self) -> None:
+        self.notify("stopping the stack")
+        self.report.stopped = [o.to_dict() for o in stack.stop(self.cfg, "all")]

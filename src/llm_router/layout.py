@@ -92,6 +92,16 @@ class Layout:
         return self.runtime_dir / "switch.json"
 
     @property
+    def proven_cache(self) -> Path:
+        """Verdicts of configs LiteLLM was proven to load, by sha256 (litellm/prove.py)."""
+        return self.litellm_dir / "proven.json"
+
+    @property
+    def watch_lock(self) -> Path:
+        """Held by the one `service watch` of this runtime folder."""
+        return self.runtime_dir / "watch.lock"
+
+    @property
     def user_profiles_dir(self) -> Path:
         return self.root / "config" / "profiles"
 
@@ -145,7 +155,8 @@ class Layout:
 
     @property
     def usage_dir(self) -> Path:
-        """The usage store (usage.db, control.json; 0700), written from inside LiteLLM (usage.py, usage_hook.py)."""
+        """The usage store (usage.db, control.json; 0700), written from inside LiteLLM (usage_writer.py,
+        litellm/usage_hook.py)."""
         return self.runtime_dir / "usage"
 
     # secrets

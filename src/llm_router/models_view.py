@@ -188,11 +188,11 @@ def _quota_for(quota: dict | None, provider: str, model: str, cfg: RouterConfig,
 def cliproxy_quota(cfg: RouterConfig) -> dict:
     """Ask the running CLIProxyAPIPlus what its line tells about quota: `/copilot-quota` (Plus forks) and whether
     `reset-quota` (mainline v7.2.22+) exists. Never raises; `{"available": False, "reason": ...}` when it cannot."""
-    from . import services
+    from . import stack
     from .cliproxy import SERVICE, Management, installed_features
     from .errors import RouterError
 
-    if not services.is_running(cfg, SERVICE):
+    if not stack.is_running(cfg, SERVICE):
         return {"available": False, "reason": "CLIProxyAPIPlus is not running"}
     try:
         features = installed_features(cfg, ask_server=True)

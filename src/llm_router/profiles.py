@@ -1,4 +1,4 @@
-"""Policy profiles: discover, render, validate, activate and apply the LiteLLM proxy config.
+"""Policy profiles: discover, render, validate and write the LiteLLM proxy config (switch.py makes one live).
 
 A profile is a Jinja2 template `<name>.yaml.j2`, looked up in the user's `config/profiles/` before the shipped
 `templates/litellm/profiles/`; both extend `templates/litellm/base.yaml.j2`. Its first comment line is its
@@ -7,8 +7,8 @@ profile name; secrets appear only as `os.environ/NAME` references.
 
 A rendered config is checked before anything is written (see `problems`), and every problem names the template
 file and line that produced it. Activation writes `runtime/litellm/<name>.yaml`, `runtime/litellm/active.yaml`
-and `runtime/active_profile.json`; a running LiteLLM is restarted on the new config and, if it does not become
-ready, the previous profile is restored.
+and `runtime/active_profile.json` (`write_active`, all three or none); serving it on a running LiteLLM, and putting
+the previous profile back when that fails, is switch.py's job.
 """
 from __future__ import annotations
 
@@ -16,25 +16,19 @@ import contextlib
 import difflib
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
-import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import jinja2
-import yaml
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from . import config as config_mod
-from . import events, journal
+from . import events, journal, yamlsafe
 from .errors import NOT_FOUND, USAGE, RouterError
 from .fsutil import atomic_write
 from .layout import Layout
@@ -42,7 +36,6 @@ from .layout import Layout
 SUFFIX = ".yaml.j2"
 BASE = "base"
 SWITCH_EVENT = "profile_switch"
-DEEP_TIMEOUT = 120.0  # `litellm --validate_config` imports the whole proxy (~11 s measured)
 SECRET_KEYS = ("api_key", "master_key")
 FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 REQUIRED = {  # dotted path -> value every profile must render
@@ -160,7 +153,7 @@ def _finalize(value: Any) -> Any:
             char, at = found.group(), found.start()
             if char == "\t" or (char == "\n" and at > 0 and value.startswith(_MARKED_LINE_END, at - 1)):
                 continue
-            raise _UnsafeOutput(f"a value written here contains a control character ({config_mod._escape(char)}), "
+            raise _UnsafeOutput(f"a value written here contains a control character ({yamlsafe.escape_char(char)}), "
                                 "which could end its YAML scalar and add lines of its own; values must be one line "
                                 "(write strings with |tojson)")
     return value
@@ -199,7 +192,7 @@ def _refuse_unsafe_strings(value: Any, path: str) -> None:
     or the private-use characters that mark template lines; a config that bypassed validation stops here."""
     if isinstance(value, str):
         if config_mod.CONTROL.search(value) or _MARK_CHARS.search(value):
-            raise RouterError(f"the template context value {config_mod._one_line(path) or 'profile'} contains a "
+            raise RouterError(f"the template context value {yamlsafe.one_line(path) or 'profile'} contains a "
                               "control character",
                               hint="run `llm-router config check`", exit_code=USAGE)
     elif isinstance(value, dict):
@@ -234,7 +227,7 @@ def _render(cfg: config_mod.RouterConfig, profile: Profile) -> Rendered:
             raise
         if isinstance(exc, SecurityError):
             raise RouterError(f"{where or profile.path}: forbidden by the template sandbox: "
-                              f"{config_mod._one_line(str(exc))}", exit_code=USAGE,
+                              f"{yamlsafe.one_line(str(exc))}", exit_code=USAGE,
                               hint="templates see only their context (profile, models, providers, services); "
                                    "see docs/profiles.md") from None
         if isinstance(exc, _UnsafeOutput):
@@ -242,7 +235,7 @@ def _render(cfg: config_mod.RouterConfig, profile: Profile) -> Rendered:
                               hint="`llm-router config check` refuses control characters in the config; in a "
                                    "template, write computed strings with |tojson") from None
         what = "undefined variable" if isinstance(exc, jinja2.UndefinedError) else type(exc).__name__
-        raise RouterError(f"{where}: {what}: {config_mod._one_line(str(exc))}", exit_code=USAGE,
+        raise RouterError(f"{where}: {what}: {yamlsafe.one_line(str(exc))}", exit_code=USAGE,
                           hint="the context holds profile, models, providers and services; "
                                "see templates/litellm/base.yaml.j2") from None
     text, origins = _split_origins(marked)
@@ -262,10 +255,11 @@ def _template_frame(tb: types.TracebackType | None) -> str | None:
 
 def render(cfg: config_mod.RouterConfig, name: str) -> str:
     """The profile's LiteLLM config, rendered and checked (RouterError naming file:line when invalid)."""
-    return _checked(cfg, find(cfg, name)).text
+    return checked(cfg, find(cfg, name)).text
 
 
-def _checked(cfg: config_mod.RouterConfig, profile: Profile, deep: bool = False) -> Rendered:
+def checked(cfg: config_mod.RouterConfig, profile: Profile) -> Rendered:
+    """The profile rendered, or RouterError (exit 2) listing every problem with its template file:line."""
     rendered = _render(cfg, profile)
     found = problems(cfg, rendered)
     if found:
@@ -274,8 +268,6 @@ def _checked(cfg: config_mod.RouterConfig, profile: Profile, deep: bool = False)
                           + (f": {found[0]}" if len(found) == 1 else ":"),
                           hint=f"fix the template lines listed, then run `llm-router profile show {profile.name}`",
                           exit_code=USAGE, details=found)
-    if deep:
-        _validate_with_litellm(cfg, rendered)
     return rendered
 
 
@@ -290,7 +282,7 @@ def problems(cfg: config_mod.RouterConfig, rendered: Rendered) -> list[str]:
     if not isinstance(data, dict):
         return [f"{rendered.where(1)}: the config must be a mapping of keys"]
     lines: dict[str, int] = {}
-    config_mod._index_lines(node, "", lines)
+    yamlsafe.index_lines(node, "", lines)
     found: list[str] = []
 
     def add(path: str, message: str) -> None:
@@ -401,44 +393,6 @@ def _strings(value: Any, path: str, key: str = "") -> Iterator[tuple[str, str, s
             yield from _strings(v, f"{path}[{i}]", key)
 
 
-def _validate_with_litellm(cfg: config_mod.RouterConfig, rendered: Rendered) -> None:
-    """`litellm --validate_config` on the rendered file (~11 s), offline, with placeholders for the secrets."""
-    from .services import LITELLM_OFFLINE_ENV, SCRUBBED_ENV
-
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update({**LITELLM_OFFLINE_ENV, **{name: "validate-only" for name in cfg.secret_names()}})
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", encoding="utf-8") as handle:
-        handle.write(rendered.text)
-        handle.flush()
-        try:
-            proc = subprocess.run([_litellm_executable(), "--config", handle.name, "--validate_config"],
-                                  capture_output=True, text=True, env=env, timeout=DEEP_TIMEOUT,
-                                  stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise RouterError("litellm is not installed, so --deep cannot run", exit_code=USAGE,
-                              hint="uv sync --group runtime") from None
-        except subprocess.TimeoutExpired:
-            raise RouterError(f"litellm --validate_config did not finish within {DEEP_TIMEOUT:.0f} s",
-                              exit_code=USAGE) from None
-    output = (proc.stdout + proc.stderr).strip().splitlines()
-    if proc.returncode != 0:
-        raise RouterError(f"profile '{rendered.profile.name}': litellm --validate_config failed "
-                          f"(exit {proc.returncode}): {output[-1] if output else 'no output'}",
-                          exit_code=USAGE, details=output[-20:])
-    # LiteLLM drops a deployment it cannot load (logging why) and still says "config OK (N models)"
-    loaded = re.search(r"config OK \((\d+) models?\)", proc.stdout)
-    expected = len(yaml.safe_load(rendered.text)["model_list"])
-    if loaded is None or int(loaded.group(1)) != expected:
-        count = loaded.group(1) if loaded else "an unknown number"
-        raise RouterError(f"profile '{rendered.profile.name}': LiteLLM loaded {count} of {expected} deployments",
-                          hint="the lines listed say which deployment LiteLLM rejected and why", exit_code=USAGE,
-                          details=output[-20:])
-
-
-def _litellm_executable() -> str:
-    return str(Path(sys.prefix) / "bin" / "litellm")  # the runtime group, synced into this venv
-
-
 # --------------------------------------------------------------------------- activation
 
 def active(cfg: config_mod.RouterConfig) -> dict | None:
@@ -448,63 +402,22 @@ def active(cfg: config_mod.RouterConfig) -> dict | None:
 
 def ensure_active(cfg: config_mod.RouterConfig) -> dict:
     """The active profile; when none is (or its config file is gone), activate `default_profile` (or the one
-    named in active_profile.json). Services are not touched."""
-    with cfg.layout.lock():
-        info = active(cfg)
-        if info and cfg.layout.active_config.is_file():
-            return info
-        rendered = _checked(cfg, find(cfg, info["name"] if info else cfg.default_profile))
-        info, _ = _activate(cfg, rendered)
-        _event(cfg, rendered.profile.name, "ok", {"reason": "nothing was active", "sha256": info["sha256"]})
+    named in active_profile.json). Services are not touched. The caller holds the runtime lock (LiteLLM's start;
+    `up` through switch.ensure_active)."""
+    info = active(cfg)
+    if info and cfg.layout.active_config.is_file():
         return info
+    rendered = checked(cfg, find(cfg, info["name"] if info else cfg.default_profile))
+    info, _ = write_active(cfg, rendered)
+    _event(cfg, rendered.profile.name, "ok", {"reason": "nothing was active", "sha256": info["sha256"]})
+    return info
 
 
-def set_profile(cfg: config_mod.RouterConfig, name: str, deep: bool = False) -> dict:
-    """Render, validate, activate, and apply to a running LiteLLM (restoring the previous profile if it does not
-    become ready). Returns the new active info plus `previous` and `applied`."""
-    from . import prove, services
-
-    started = time.monotonic()
-    rendered = _checked(cfg, find(cfg, name), deep=deep)
-    if services.litellm_mode(cfg) == "gunicorn":
-        # A live worker that cannot load its config stops the whole gunicorn server: prove it first.
-        prove.ensure_proven(cfg, name, rendered.text)
-    with cfg.layout.lock():
-        notes = services.reconcile(cfg)  # an earlier switch that was interrupted is rolled back first
-        previous = active(cfg)
-        info, saved = _activate(cfg, rendered, journal_from=previous["name"] if previous else "")
-        try:
-            applied = _apply(cfg, rendered, previous, saved)
-        except BaseException as exc:
-            if not isinstance(exc, RouterError):  # Ctrl-C: rolled back like any failure (`_apply`), recorded
-                _event(cfg, name, "rolled_back", {"error": "interrupted",
-                                                  "restored": previous["name"] if previous else None})
-            raise
-        journal.clear(cfg.layout)
-        applied["notes"] = [*notes, *applied.get("notes", [])]
-        detail = {"from": previous["name"] if previous else None, "sha256": info["sha256"],
-                  "applied": applied["how"], "seconds": round(time.monotonic() - started, 3)}
-        for key in ("worker_ready_s", "switch_s", "replaced_hung"):
-            if key in applied:
-                detail[key] = applied[key]
-        _event(cfg, name, "ok", detail)
-    return {**info, "previous": detail["from"], "applied": applied, "seconds": detail["seconds"]}
-
-
-def prove_all(cfg: config_mod.RouterConfig, names: list[str] | None = None) -> dict[str, dict]:
-    """Prove that LiteLLM loads the named profiles (all by default); verdicts are cached (prove.py)."""
-    from . import prove
-
-    chosen = names or [p.name for p in available(cfg)]
-    texts = {name: _checked(cfg, find(cfg, name)).text for name in chosen}
-    return prove.prove_texts(cfg, texts)
-
-
-def _activate(cfg: config_mod.RouterConfig, rendered: Rendered,
+def write_active(cfg: config_mod.RouterConfig, rendered: Rendered,
               journal_from: str | None = None) -> tuple[dict, dict[Path, bytes | None]]:
     """Write the profile's file, the active config and its info; on failure all three are put back as they were.
     With `journal_from` (the previous profile's name, "" for none) the previous content is first written to the
-    switch journal, so that a switch killed half-way is rolled back by the next command (services.reconcile).
+    switch journal, so that a switch killed half-way is rolled back by the next command (switch.reconcile).
     Returns the new info and the previous content of the files (None: the file did not exist)."""
     layout = cfg.layout
     own = layout.profile_config(rendered.profile.name)
@@ -521,28 +434,9 @@ def _activate(cfg: config_mod.RouterConfig, rendered: Rendered,
             atomic_write(path, text)
             written.append(path)
     except BaseException:
-        _restore({path: saved[path] for path in written}, layout)  # a write that failed changed nothing
+        restore_files({path: saved[path] for path in written}, layout)  # a write that failed changed nothing
         raise
     return info, saved
-
-
-def _apply(cfg: config_mod.RouterConfig, rendered: Rendered, previous: dict | None,
-           saved: dict[Path, bytes | None]) -> dict:
-    """Make a running LiteLLM serve the new profile: a live worker swap (gunicorn mode) or a restart (uvicorn).
-    When that fails, the supervisor puts the previous files back (through `restore`) and serves them again; the
-    rollback is recorded and raised. `{"how": "not running"}` when LiteLLM is not running."""
-    from . import services
-
-    try:
-        return services.apply_litellm_config(cfg, restore=lambda: _restore(saved, cfg.layout))
-    except RouterError as exc:
-        name = rendered.profile.name
-        restored = previous["name"] if previous else None
-        _event(cfg, name, "rolled_back", {"error": exc.message, "restored": restored})
-        where = f"the previous profile '{restored}' is active again" if restored else "no profile was active before"
-        raise RouterError(f"profile '{name}' was not applied ({where}): {exc.message}",
-                          hint=exc.hint or "see `llm-router events` and the LiteLLM log",
-                          exit_code=exc.exit_code) from None
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -552,7 +446,7 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _restore(saved: dict[Path, bytes | None], layout: Layout) -> None:
+def restore_files(saved: dict[Path, bytes | None], layout: Layout) -> None:
     """Put the files back; once they all are, the switch journal has nothing left to do and is removed."""
     failed = False
     for path, data in saved.items():

@@ -5,7 +5,8 @@ LiteLLM keeps cooldowns, `allowed_fails` counters and rpm/tpm counters in each w
 (reference: litellm.md; router.py `Router(redis_...)`, `CooldownCache` re-reads Redis every 1 s). When Redis goes
 away LiteLLM keeps serving from its in-memory state.
 
-The managed Redis is Debian's `redis-server`, started by the supervisor (services.py) through the same launch path
+The managed Redis is Debian's `redis-server`, started by the supervisor (supervisor/services.py, from `SPEC` below)
+through the same launch path
 as every other service: its own session, the launch marker, the pid file, readiness. It reads everything from
 `runtime/redis/redis.conf` (0600): the password is in that file, never on the command line (visible in `ps`).
 Loopback by default, `protected-mode yes`, a password always, persistence off (nothing on disk) or AOF.
@@ -23,7 +24,10 @@ from pathlib import Path
 from .config import REDIS_PASSWORD_ENV, RedisConfig, RouterConfig
 from .errors import NOT_FOUND, USAGE, RouterError
 from .fsutil import atomic_write, ensure_private_dir
-from .health import Probe
+from .supervisor import services as supervisor
+from .supervisor.health import Probe
+from .supervisor.model import Launch, ServiceSpec
+from .supervisor.process import ProcessRecord, log_tail
 
 PROBE_TIMEOUT = 2.0
 
@@ -198,3 +202,29 @@ def probe_config(cfg: RouterConfig, timeout: float = PROBE_TIMEOUT) -> Probe | N
     if redis is None:
         return None
     return probe(redis.host, redis.port, password(cfg, generate=False), timeout=timeout, use_tls=redis.tls)
+
+
+# --------------------------------------------------------------------------- the service
+
+def prepare(cfg: RouterConfig) -> Launch:
+    """Debian's redis-server on the rendered runtime/redis/redis.conf (0600; the password is only in there)."""
+    argv = prepare_argv(cfg)
+    redis = cfg.redis
+    secret = password(cfg)
+    notes = [] if redis.is_loopback else [
+        f"Redis listens on {redis.host}: only its password protects the router state; prefer 127.0.0.1 and an "
+        "SSH tunnel (docs/scale-out.md)"]
+    return Launch(argv=argv, env=supervisor.child_env({}), ready_url=f"redis://{redis.host}:{redis.port}",
+                  ready_key=None, notes=notes,
+                  ready_probe=lambda: probe(redis.host, redis.port, secret, timeout=2.0))
+
+
+def _after_ready(cfg: RouterConfig, record: ProcessRecord, offset: int) -> list[str]:
+    for line in log_tail(Path(record.log), lines=200, since=offset):
+        if "Redis version=" in line:  # redis-server: "... * Redis version=7.0.15, bits=64, ..."
+            record.version = line.split("Redis version=", 1)[1].split(",")[0].strip()
+            break
+    return []
+
+
+SPEC = ServiceSpec(name="redis", prepare=prepare, probe=lambda cfg: probe_config(cfg), after_ready=_after_ready)

@@ -6,7 +6,7 @@ its auth folder (so the stand-in lists their models), and, when the configuratio
 providers, one upstream stand-in playing all of them with a throwaway key. Nothing outside the folder is touched
 and nothing leaves the machine.
 
-Everything in a sandbox was started by its owner, so `close()` stops all of it (through `services.stop`, by the
+Everything in a sandbox was started by its owner, so `close()` stops all of it (through `stack.stop`, by the
 recorded pid and process group, and the upstream stand-in by its own process group) and removes the folder.
 """
 from __future__ import annotations
@@ -23,10 +23,12 @@ from typing import Callable
 import yaml
 
 from . import config as config_mod
-from . import services
+from . import stack, switch
 from .config import RouterConfig
 from .errors import CONFLICT, UNAVAILABLE, RouterError
 from .fsutil import atomic_write, write_private
+from .supervisor import process
+from .supervisor.model import ServiceOutcome
 
 UPSTREAM_KEY_ENV = "LLM_ROUTER_SANDBOX_UPSTREAM_KEY"  # the key every openai_compatible provider uses in a sandbox
 CODEX_ACCOUNT = ("demo@example.com", "plus")
@@ -96,7 +98,7 @@ class Sandbox:
             self.notify(f"starting the upstream stand-in for {', '.join(paid)}")
             layout.logs_dir.mkdir(parents=True, exist_ok=True)
             self.upstream = start_upstream(api_key=key, models=served, name="upstream",
-                                           log_path=layout.logs_dir / "upstream-standin.log")
+                                           log_path=layout.log_file("upstream-standin"))
             self._write_config()  # now with the upstream's port
         return self
 
@@ -104,7 +106,7 @@ class Sandbox:
         from .standin.process import free_port
 
         litellm = self.litellm_port
-        if not litellm or services.port_owner("127.0.0.1", litellm):
+        if not litellm or process.port_owner("127.0.0.1", litellm):
             litellm = free_port()
         cliproxy = free_port()
         while cliproxy == litellm:
@@ -130,7 +132,7 @@ class Sandbox:
             "services": {name: {"host": "127.0.0.1", "port": ports[name],
                                 "readiness_path": "/v1/models" if name == "cliproxyapi_plus" else "/health/readiness",
                                 "startup_timeout": self.timeouts[name]}
-                         for name in services.ORDER},
+                         for name in stack.ORDER},
             "providers": providers,
             "models": self.models,
         }
@@ -144,7 +146,7 @@ class Sandbox:
     def _write_cliproxy_config(self) -> None:
         """Models of cliproxy providers that no stand-in account lists are served as openai-compatibility
         aliases, so that every configured model answers (the stand-in answers them itself)."""
-        from .standin.cliproxy import CODEX_MODELS, CODEX_PAID_MODELS, COPILOT_MODELS
+        from .cliproxy_lines import CODEX_MODELS, CODEX_PAID_MODELS, COPILOT_MODELS
 
         listed = set(CODEX_MODELS) | set(CODEX_PAID_MODELS) | set(COPILOT_MODELS)
         cliproxy = {p for p, spec in self.providers.items() if spec["type"] == "cliproxyapi_plus"}
@@ -158,20 +160,18 @@ class Sandbox:
 
     # ----------------------------------------------------------------- running
 
-    def start(self, timeout: float | None = None) -> list[dict]:
+    def start(self, timeout: float | None = None) -> list[ServiceOutcome]:
         """`service start all` in the sandbox; when a port was taken meanwhile, new free ports are picked."""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                return services.start(self.cfg, "all", timeout=timeout)
+                return stack.start(self.cfg, "all", timeout=timeout)
             except RouterError as exc:
                 if exc.exit_code != CONFLICT or "port" not in exc.message or attempt == START_ATTEMPTS:
                     raise
                 self.notify(f"{exc.message}; picking other free ports")
-                services.stop(self.cfg, "all")
+                stack.stop(self.cfg, "all")
                 self._write_config(self._ports())
-                from . import profiles
-
-                profiles.set_profile(self.cfg, self.profile)  # rendered again: the upstream ports changed
+                switch.set_profile(self.cfg, self.profile)  # rendered again: the upstream ports changed
         raise RouterError("no free ports", exit_code=UNAVAILABLE)  # not reached
 
     def upstream_requests(self) -> int | None:
@@ -194,7 +194,7 @@ class Sandbox:
             return problems
         if self.cfg is not None:
             try:
-                services.stop(self.cfg, "all")
+                stack.stop(self.cfg, "all")
             except RouterError as exc:
                 problems.append(exc.message)
         if self.upstream is not None:

@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import events, services
+from . import events, stack
 from .config import RouterConfig
 from .errors import CONFLICT, RouterError
-from .workers import BootWatcher
+from .litellm import service as litellm_service
+from .litellm.workers import BootWatcher
+from .supervisor.model import ServiceStatus
+from .supervisor.process import log_tail, read_record
+from .supervisor.services import reaped_exit_status
+from .supervisor.states import ServiceState, WatchState
 
-STARTING, RUNNING, BACKOFF, FATAL = "STARTING", "RUNNING", "BACKOFF", "FATAL"
+STARTING, RUNNING, BACKOFF, FATAL = WatchState.STARTING, WatchState.RUNNING, WatchState.BACKOFF, WatchState.FATAL
 
 
 @dataclass
@@ -41,11 +46,19 @@ class Policy:
 @dataclass
 class Watched:
     name: str
-    state: str = STARTING
+    state: WatchState = STARTING
     failures: list[float] = field(default_factory=list)
     next_attempt: float = 0.0
     unready: int = 0
     boot_watcher: object | None = None
+
+
+def transition(entry: Watched, state: WatchState, **fields) -> dict:
+    """The one place a watched service changes state; returns the status line the watch yields for it."""
+    entry.state = state
+    if state == RUNNING:
+        entry.unready = 0
+    return {"service": entry.name, "state": state, **fields}
 
 
 class WatchLock:
@@ -85,7 +98,7 @@ class Watch:
     def __init__(self, cfg: RouterConfig, names: list[str] | str = "all", policy: Policy | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
-        self.names = services.expand(names, cfg)
+        self.names = stack.expand(names, cfg)
         self.policy = policy or Policy()
         self.clock = clock
         self.watched = {name: Watched(name) for name in self.names}
@@ -96,7 +109,7 @@ class Watch:
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[dict]:
         """Yield a status dict whenever a service changes state; returns when stopped."""
-        with WatchLock(self.cfg.layout.runtime_dir / "watch.lock"):
+        with WatchLock(self.cfg.layout.watch_lock):
             previous = self._install_signal_handlers()
             try:
                 yield {"watch": "started", "services": self.names, "pid": os.getpid()}
@@ -131,7 +144,7 @@ class Watch:
         names = [n for n in self.names if n in self.started]
         if names:
             with contextlib.suppress(RouterError):
-                services.stop(self.cfg, names)
+                stack.stop(self.cfg, names)
         return names
 
     # ------------------------------------------------------------------ one service
@@ -139,29 +152,27 @@ class Watch:
         entry = self.watched[name]
         if entry.state == FATAL:
             return
-        status = services.inspect(self.cfg, name, clean=False)
+        status = stack.inspect(self.cfg, name, clean=False)
         now = self.clock()
-        if status.state == services.RUNNING:
+        if status.state == ServiceState.RUNNING:
             yield from self._check_running(entry, status, now)
             return
         if entry.state == RUNNING:  # it was up under our watch: a crash
             detail = self._crash_detail(name)
             self.log.append("service_crash", service=name, result="crashed", detail=detail)
-            entry.state = BACKOFF
             entry.next_attempt = now
-            yield {"service": name, "state": BACKOFF, "detail": f"crashed ({detail.get('exit_status')})"}
+            yield transition(entry, BACKOFF, detail=f"crashed ({detail.get('exit_status')})")
         if now >= entry.next_attempt:
             yield from self._restart(entry, now, reason="not running")
 
-    def _check_running(self, entry: Watched, status: services.ServiceStatus, now: float) -> Iterator[dict]:
+    def _check_running(self, entry: Watched, status: ServiceStatus, now: float) -> Iterator[dict]:
         name = entry.name
         if entry.state != RUNNING:
-            entry.state, entry.unready = RUNNING, 0
-            yield {"service": name, "state": RUNNING, "pid": status.pid}
+            yield transition(entry, RUNNING, pid=status.pid)
         svc = self.cfg.services[name]
         if status.mode == "gunicorn":
             self._watch_worker_boots(entry, status)
-        probe = services.probe_ready(self.cfg, name)  # HTTP, or AUTH + PING for Redis
+        probe = stack.probe_ready(self.cfg, name)  # HTTP, or AUTH + PING for Redis
         if probe.ready:
             entry.unready = 0
         else:
@@ -169,8 +180,8 @@ class Watch:
             if entry.unready >= self.policy.unready_limit:
                 self.log.append("service_crash", service=name, result="unready",
                                 detail={"probe": probe.error, "checks": entry.unready,
-                                        "last_log_lines": services.log_tail(Path(status.log), 10)})
-                yield {"service": name, "state": BACKOFF, "detail": f"not ready ({probe.error})"}
+                                        "last_log_lines": log_tail(Path(status.log), 10)})
+                yield transition(entry, BACKOFF, detail=f"not ready ({probe.error})")
                 entry.unready = 0
                 yield from self._restart(entry, now, reason="wedged", stop_first=True)
                 return
@@ -178,18 +189,18 @@ class Watch:
         if name == "litellm" and limit and status.rss_bytes and status.rss_bytes > limit * 1_048_576:
             rss_mb = status.rss_bytes // 1_048_576
             try:
-                outcome = services.recycle_litellm_worker(self.cfg)
+                outcome = litellm_service.recycle_worker(self.cfg)
                 self.log.append("service_restart", service=name, result="ok",
                                 detail={"reason": f"rss {rss_mb} MB > max_rss_mb {limit}", "how": outcome["how"]})
-                yield {"service": name, "state": RUNNING, "detail": f"recycled at {rss_mb} MB ({outcome['how']})"}
+                yield transition(entry, RUNNING, detail=f"recycled at {rss_mb} MB ({outcome['how']})")
             except RouterError as exc:
                 self.log.append("service_restart", service=name, result="failed",
                                 detail={"reason": f"rss {rss_mb} MB", "error": exc.message})
 
-    def _watch_worker_boots(self, entry: Watched, status: services.ServiceStatus) -> None:
+    def _watch_worker_boots(self, entry: Watched, status: ServiceStatus) -> None:
         watcher = entry.boot_watcher
         if not isinstance(watcher, BootWatcher) or watcher.master.pid != status.pid:
-            master, _ = services.read_record(self.cfg.layout, entry.name)
+            master, _ = read_record(self.cfg.layout, entry.name)
             if master is None or master.pid != status.pid:
                 return
             watcher = entry.boot_watcher = BootWatcher.from_now(master, Path(status.log),
@@ -200,40 +211,35 @@ class Watch:
 
     def _restart(self, entry: Watched, now: float, reason: str, stop_first: bool = False) -> Iterator[dict]:
         name = entry.name
-        entry.state = STARTING
-        before, _ = services.read_record(self.cfg.layout, name)
+        transition(entry, STARTING)
+        before, _ = read_record(self.cfg.layout, name)
         try:
             if stop_first:
-                services.stop(self.cfg, [name])
-            services.start(self.cfg, [name])
+                stack.stop(self.cfg, [name])
+            stack.start(self.cfg, [name])
         except RouterError as exc:
             entry.failures = [t for t in entry.failures if now - t < self.policy.failure_window] + [now]
             if len(entry.failures) >= self.policy.max_failures:
-                entry.state = FATAL
                 self.log.append("service_fatal", service=name, result="fatal",
                                 detail={"failures": len(entry.failures), "error": exc.message})
-                yield {"service": name, "state": FATAL, "detail": f"{len(entry.failures)} failed starts; "
-                                                                  f"giving up: {exc.message}"}
+                yield transition(entry, FATAL, detail=f"{len(entry.failures)} failed starts; giving up: {exc.message}")
                 return
             delay = min(self.policy.backoff_initial * 2 ** (len(entry.failures) - 1), self.policy.backoff_max)
-            entry.state, entry.next_attempt = BACKOFF, now + delay
-            yield {"service": name, "state": BACKOFF, "detail": f"start failed ({exc.message}); next try in "
-                                                                f"{delay:g} s"}
+            entry.next_attempt = now + delay
+            yield transition(entry, BACKOFF, detail=f"start failed ({exc.message}); next try in {delay:g} s")
             return
         self.started.add(name)
-        record, _ = services.read_record(self.cfg.layout, name)
+        record, _ = read_record(self.cfg.layout, name)
         if record is not None:
             record.restarts = (before.restarts if before else 0) + 1
             record.save(self.cfg.layout)
             self.log.append("service_restart", service=name, result="ok",
                             detail={"reason": reason, "pid": record.pid, "by": "watch"})
-        entry.state, entry.unready = RUNNING, 0
-        yield {"service": name, "state": RUNNING, "detail": f"started ({reason})",
-               "pid": record.pid if record else None}
+        yield transition(entry, RUNNING, detail=f"started ({reason})", pid=record.pid if record else None)
 
     def _crash_detail(self, name: str) -> dict:
-        record, _ = services.read_record(self.cfg.layout, name)
-        exit_status = services.reaped_exit_status(record.pid) if record is not None else None
+        record, _ = read_record(self.cfg.layout, name)
+        exit_status = reaped_exit_status(record.pid) if record is not None else None
         log = self.cfg.layout.log_file(name)
         return {"pid": record.pid if record else None, "exit_status": exit_status,
-                "last_log_lines": services.log_tail(log, 10)}
+                "last_log_lines": log_tail(log, 10)}

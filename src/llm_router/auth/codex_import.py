@@ -9,13 +9,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .. import services
+from .. import stack
 from ..cliproxy import SERVICE, Management
 from ..errors import AUTH, CONFLICT, NOT_FOUND, USAGE, RouterError, from_os_error
 from ..fsutil import atomic_write, read_text_bounded
-from .files import (CODEX, OPENAI_AUTH_CLAIM, OPENAI_PROFILE_CLAIM, JWTError, claim, codex_file_name, describe,
-                    email_claim, expiry, jwt_claims, parse_time, private_folder, read_json, record_login, rfc3339,
-                    safe_file_name, text_claim)
+from .files import (
+    CODEX,
+    OPENAI_AUTH_CLAIM,
+    OPENAI_PROFILE_CLAIM,
+    JWTError,
+    claim,
+    codex_file_name,
+    describe,
+    email_claim,
+    expiry,
+    jwt_claims,
+    parse_time,
+    private_folder,
+    read_json,
+    record_login,
+    rfc3339,
+    safe_file_name,
+    text_claim,
+)
 
 MAX_SOURCE_BYTES = 1 << 20  # an auth.json is a few KB
 PICKUP_TIMEOUT = 10.0  # how long to wait for a running proxy to list the new file
@@ -150,7 +166,7 @@ def import_codex(cfg, *, source: Path | None = None, dest_dir: Path | None = Non
         warnings.append(f"CLIProxyAPIPlus reads {cfg.layout.auths_dir}, not {dest_dir}: move the file there to use it")
     else:  # the file is written: from here on a problem is a warning, never a failure of the import
         try:
-            running = services.is_running(cfg, SERVICE)
+            running = stack.is_running(cfg, SERVICE)
         except (OSError, RouterError) as exc:
             running = False
             info["proxy"] = "unknown"

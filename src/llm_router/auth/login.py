@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .. import services
+from .. import stack
 from ..cliproxy import SERVICE, Management
 from ..errors import AUTH, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
+from ..supervisor import services as supervisor
+from ..supervisor.model import ServiceOutcome
 from .files import CODEX, COPILOT, describe, private_folder, record_login, snapshot
 
 INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -86,22 +88,22 @@ class _Login:
         self.notify, self.sleep, self.clock = notify, sleep, clock
         self.auth_dir = cfg.layout.auths_dir
         self.mgmt = Management(cfg)
-        self.started: dict | None = None  # the proxy's start outcome when this login started it
+        self.started: ServiceOutcome | None = None  # the proxy's start outcome when this login started it
         self.method = ""
         self.before: dict[str, str] = {}
 
     def ensure_proxy(self) -> None:
-        if services.is_running(self.cfg, SERVICE):
+        if stack.is_running(self.cfg, SERVICE):
             return
         self.notify(f"CLIProxyAPIPlus is not running; starting it for the {self.label} login...")
         try:
-            outcome = services.start(self.cfg, [SERVICE])[0]
+            outcome = stack.start(self.cfg, [SERVICE])[0]
         except RouterError as exc:
             raise RouterError(f"the {self.label} login needs CLIProxyAPIPlus, which could not be started: "
                               f"{exc.message}", hint=exc.hint, exit_code=exc.exit_code, details=exc.details) from None
-        if outcome["result"] == "started":
+        if outcome.result == "started":
             self.started = outcome
-            self.notify(f"Started CLIProxyAPIPlus (pid {outcome['pid']}, port {outcome['port']}).")
+            self.notify(f"Started CLIProxyAPIPlus (pid {outcome.pid}, port {outcome.port}).")
 
     def check_management(self) -> None:
         """One cheap call that tells a rejected key (401, raised by the client) from a disabled API (404)."""
@@ -170,15 +172,15 @@ class _Login:
         info = describe(path)
         record_login(self.cfg, self.provider, "ok", method=self.method, email=info["email"],
                      account=info["account"] if info["account"] != info["email"] else None, file=info["file"])
-        started = self.started or {}
-        return {**info, "change": change, "method": self.method, "proxy_started": bool(self.started),
-                "proxy_pid": started.get("pid"), "proxy_port": started.get("port")}
+        started = self.started
+        return {**info, "change": change, "method": self.method, "proxy_started": started is not None,
+                "proxy_pid": started.pid if started else None, "proxy_port": started.port if started else None}
 
     def abandon(self, error: RouterError, result: str) -> None:
         """Record the failure and stop the proxy again if this login started it."""
         if self.started:
             try:
-                services.stop(self.cfg, [SERVICE])
+                stack.stop(self.cfg, [SERVICE])
                 self.notify("Stopped CLIProxyAPIPlus again: it had been started for this login.")
             except RouterError as exc:
                 self.notify(f"could not stop CLIProxyAPIPlus: {exc.message}")
@@ -343,7 +345,7 @@ def copilot_login(cfg, *, timeout: float = 180.0, poll_interval: float = 2.0, no
 def _binary_device_flow(login: _Login) -> None:
     layout = login.cfg.layout
     argv = [str(layout.cliproxy_binary), "-github-copilot-login", "-config", str(layout.cliproxy_runtime_config)]
-    env = {k: v for k, v in os.environ.items() if k not in services.SCRUBBED_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in supervisor.SCRUBBED_ENV}
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 cwd=layout.runtime_dir, env=env, start_new_session=True)

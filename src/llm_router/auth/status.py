@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .. import services
+from .. import stack
 from ..cliproxy import SERVICE, Management
 from ..errors import RouterError
 from .files import auth_files, describe, read_json, span, text_claim
@@ -13,7 +13,7 @@ WARN_WITHIN = 5 * 86400  # the proxy refreshes a Codex token 5 days before it ex
 
 def _proxy_files(cfg) -> tuple[bool, dict | None, str | None]:
     """(running, {name: /auth-files entry} or None, why it could not be asked)."""
-    if not services.is_running(cfg, SERVICE):
+    if not stack.is_running(cfg, SERVICE):
         return False, None, None
     try:
         answer = Management(cfg).get("auth-files")

@@ -20,10 +20,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from .. import services
+from .. import stack, switch
 from ..config import MASTER_KEY_ENV, RouterConfig
 from ..errors import RouterError
-from ..litellm_hooks import MOCK_KEY
+from ..litellm.hooks import MOCK_KEY
+from ..switch import SwitchResult
 from . import FAIL, OK, Finding
 
 SKIP = "skip"
@@ -31,7 +32,8 @@ INTERRUPTED = "interrupted"
 MOCK_TEXT = "llm-router smoke ok"
 PROMPT = "llm-router smoke test: answer with one word."
 REQUEST_TIMEOUT = 120.0
-HOOK = "llm_router.litellm_hooks.smoke_mock"
+HOOK = "llm_router.litellm.hooks.smoke_mock"
+HOOKS = (HOOK, "llm_router.litellm_hooks.smoke_mock")  # the old name, in profiles written before the move
 Notify = Callable[["Step"], None]
 
 
@@ -82,10 +84,10 @@ def client(cfg: RouterConfig, timeout: float = REQUEST_TIMEOUT):
                          max_retries=0, timeout=timeout, http_client=openai.DefaultHttpxClient(trust_env=False))
 
 
-def _applied_text(info: dict) -> str:
-    """What `profiles.set_profile` did to the running LiteLLM, as a clause for the step's detail."""
-    applied = info.get("applied") or {}
-    how = applied.get("how") if isinstance(applied, dict) else None
+def _applied_text(result: SwitchResult) -> str:
+    """What the switch really did to the running LiteLLM (`SwitchResult.how`), as a clause for the step's
+    detail: workers swapped, restarted, or not running."""
+    how = result.how
     if how == "worker swap":
         return "; LiteLLM serves it now (worker swap)"
     if how == "restart":
@@ -150,12 +152,14 @@ def _error_text(exc: BaseException) -> str:
     return f"HTTP {status}: {message}" if status else f"{type(exc).__name__}: {message}"
 
 
-class _Flow:
-    def __init__(self, cfg: RouterConfig, report: SmokeReport, notify: Notify | None):
-        self.cfg = cfg
+class _Steps:
+    """Runs named steps into the report: a step that raises is recorded as failed (or interrupted) and the later
+    ones are skipped, except those run with `always` (the clean-up)."""
+
+    def __init__(self, report: SmokeReport, notify: Notify | None, failed: bool = False):
         self.report = report
         self.notify = notify
-        self.failed = False
+        self.failed = failed
 
     def step(self, name: str, action: Callable[[], str], always: bool = False) -> None:
         if self.failed and not always:
@@ -192,51 +196,95 @@ def run(cfg: RouterConfig, profile: str | None = None, live: bool = False, stand
         current = profiles.active(cfg)
         profile = current["name"] if current else cfg.default_profile
     report = SmokeReport(profile=profile, mode="live" if live else "mock", standin=standin)
-    if not standin:
-        _flow(cfg, report, profile, live, timeout, model, notify)
-        return report
-    from .. import sandbox
-
-    flow = _Flow(cfg, report, notify)
-    box = None
-
-    def make() -> str:
-        nonlocal box
-        box = sandbox.from_config(cfg, profile)
-        report.sandbox = str(box.root)
-        paid = "; upstream stand-in for the openai_compatible providers" if box.upstream is not None else ""
-        return f"temporary stack in {box.root}: CLIProxyAPIPlus stand-in with a Codex and a Copilot account{paid}"
-
-    try:
-        flow.step("sandbox", make)
-        if box is not None:
-            _flow(box.cfg, report, profile, live, timeout, model, notify, failed=flow.failed,
-                  before_stop=lambda: setattr(report, "upstream_requests", box.upstream_requests()))
-    finally:
-        if box is not None:
-            problems = box.close()
-            if problems:
-                report.steps.append(Step("sandbox cleanup", FAIL, 0.0, "; ".join(problems)))
+    if standin:
+        StandinSmoke(cfg, report, profile, live, timeout, model, notify).run()
+    else:
+        OperatorFlow(cfg, report, profile, live, timeout, model, _Steps(report, notify)).run()
     return report
 
 
-def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, timeout: float | None,
-          model: str | None, notify: Notify | None, failed: bool = False,
-          before_stop: Callable[[], None] | None = None) -> None:
-    from .. import profiles
-    from . import doctor
+class StandinSmoke:
+    """`smoke --standin`: the "sandbox" step (a temporary stack with the CLIProxyAPIPlus stand-in), the operator
+    flow on it, and the sandbox closed whatever happened (a failed close is one more step)."""
 
-    flow = _Flow(cfg, report, notify)
-    flow.failed = failed
-    report.base_url = cfg.services["litellm"].base_url + "/v1"
-    report.model = model or (cfg.models[0].name if cfg.models else None)
-    was_running = {name: services.is_running(cfg, name) for name in services.ORDER}
-    before = profiles.active(cfg)
-    restore: list[str | None] = [None]
+    def __init__(self, cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, timeout: float | None,
+                 model: str | None, notify: Notify | None):
+        self.cfg = cfg
+        self.report = report
+        self.profile = profile
+        self.live = live
+        self.timeout = timeout
+        self.model = model
+        self.notify = notify
+        self.box = None
 
-    def run_doctor() -> str:
-        findings = doctor.run(cfg)
-        report.findings = findings
+    def run(self) -> None:
+        steps = _Steps(self.report, self.notify)
+        try:
+            steps.step("sandbox", self.make_sandbox)
+            if self.box is not None:
+                flow = OperatorFlow(self.box.cfg, self.report, self.profile, self.live, self.timeout, self.model,
+                                    _Steps(self.report, self.notify, failed=steps.failed))
+                flow.run(before_stop=self.count_upstream_requests)
+        finally:
+            if self.box is not None:
+                problems = self.box.close()
+                if problems:
+                    self.report.steps.append(Step("sandbox cleanup", FAIL, 0.0, "; ".join(problems)))
+
+    def make_sandbox(self) -> str:
+        from .. import sandbox
+
+        self.box = sandbox.from_config(self.cfg, self.profile)
+        self.report.sandbox = str(self.box.root)
+        paid = "; upstream stand-in for the openai_compatible providers" if self.box.upstream is not None else ""
+        return f"temporary stack in {self.box.root}: CLIProxyAPIPlus stand-in with a Codex and a Copilot account{paid}"
+
+    def count_upstream_requests(self) -> None:
+        self.report.upstream_requests = self.box.upstream_requests()
+
+
+class OperatorFlow:
+    """The operator flow on one runtime, one method per step, in the order of `STEPS`. `run` then stops what the
+    flow started (and only that) and puts back a profile it changed, also after a failure or Ctrl-C."""
+
+    STEPS = (("doctor", "run_doctor"), ("profile set", "set_profile"), ("service start", "start"),
+             ("health", "health"), ("chat completion", "chat"), ("streamed completion", "stream"),
+             ("streamed responses", "responses_stream"), ("streamed messages", "anthropic_stream"))
+
+    def __init__(self, cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, timeout: float | None,
+                 model: str | None, steps: _Steps):
+        from .. import profiles
+
+        self.cfg = cfg
+        self.report = report
+        self.profile = profile
+        self.live = live
+        self.timeout = timeout
+        self.steps = steps
+        report.base_url = cfg.services["litellm"].base_url + "/v1"
+        report.model = model or (cfg.models[0].name if cfg.models else None)
+        self.was_running = {name: stack.is_running(cfg, name) for name in stack.ORDER}
+        self.before = profiles.active(cfg)
+        self.restore_to: str | None = None  # the profile to put back, once `set_profile` changed it
+
+    def run(self, before_stop: Callable[[], None] | None = None) -> None:
+        try:
+            for name, method in self.STEPS:
+                self.steps.step(name, getattr(self, method))
+        finally:
+            if before_stop is not None:
+                before_stop()
+            self.steps.step("service stop", self.stop, always=True)
+            if self.restore_to:
+                self.steps.step("profile restore", self.restore_profile, always=True)
+
+    # ------------------------------------------------------------------ the steps, in order
+    def run_doctor(self) -> str:
+        from . import doctor
+
+        findings = doctor.run(self.cfg)
+        self.report.findings = findings
         counts = doctor.summary(findings)
         failed_ones = [f for f in findings if f.status == FAIL]
         if failed_ones:
@@ -245,33 +293,35 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
                               hint=first.fix or "llm-router doctor")
         return f"{counts[OK]} ok, {counts.get('warn', 0)} warning(s)"
 
-    def set_profile() -> str:
+    def set_profile(self) -> str:
+        from .. import profiles
+
+        cfg, profile, before = self.cfg, self.profile, self.before
         rendered = profiles.render(cfg, profile)
         if before and before["name"] == profile and cfg.layout.active_config.is_file() and \
                 cfg.layout.active_config.read_text(encoding="utf-8") == rendered:
             return f"{profile} is already active (unchanged)"
-        info = profiles.set_profile(cfg, profile)
+        result = switch.set_profile(cfg, profile)
         if before and before["name"] != profile:
-            restore[0] = before["name"]
-        return f"{profile} activated (was {info['previous'] or 'none'}){_applied_text(info)}"
+            self.restore_to = before["name"]
+        return f"{profile} activated (was {result.previous or 'none'}){_applied_text(result)}"
 
-    def start() -> str:
+    def start(self) -> str:
         parts = []
-        for name in services.ORDER:
+        for name in stack.ORDER:
             try:
-                outcome = services.start(cfg, [name], timeout=timeout)[0]
+                outcome = stack.start(self.cfg, [name], timeout=self.timeout)[0]
             except RouterError as exc:
                 raise RouterError(f"{name}: {exc.message}" + (f" (after: {', '.join(parts)})" if parts else ""),
                                   hint=exc.hint, exit_code=exc.exit_code, details=exc.details) from None
-            if outcome["result"] == "started":
-                report.started.append(name)
-            parts.append(f"{name} {outcome['result']} (pid {outcome.get('pid')}, port {outcome.get('port')})")
+            if outcome.result == "started":
+                self.report.started.append(name)
+            parts.append(f"{name} {outcome.result} (pid {outcome.pid}, port {outcome.port})")
         return "; ".join(parts)
 
-    def health() -> str:
-        results = services.health_check(cfg)
+    def health(self) -> str:
         parts, bad = [], []
-        for r in results:
+        for r in stack.health_check(self.cfg):
             probe = r["probe"]
             if r["ready"]:
                 parts.append(f"{r['service']} ready ({probe['latency_ms']:.0f} ms)")
@@ -281,27 +331,13 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
             raise RouterError("; ".join(bad), hint="llm-router service logs NAME")
         return ", ".join(parts)
 
-    def hook_active() -> None:
-        import yaml
-
-        try:
-            data = yaml.safe_load(cfg.layout.active_config.read_text(encoding="utf-8")) or {}
-        except (OSError, ValueError):
-            data = {}
-        callbacks = (data.get("litellm_settings") or {}).get("callbacks") or []
-        if HOOK not in (callbacks if isinstance(callbacks, list) else [callbacks]):
-            raise RouterError(f"profile {profile} does not load {HOOK}, so a mocked request would reach the "
-                              "upstream; nothing was sent",
-                              hint="extend templates/litellm/base.yaml.j2 (it loads the hook), or run with --live")
-
-    def chat() -> str:
-        if not report.model:
-            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
+    def chat(self) -> str:
+        model, live = self._model(), self.live
         if not live:
-            hook_active()
+            self._require_mock_hook()
         extra = {"extra_body": {"metadata": {MOCK_KEY: MOCK_TEXT}}} if not live else {"max_tokens": 1}
-        raw = client(cfg).chat.completions.with_raw_response.create(
-            model=report.model, messages=[{"role": "user", "content": PROMPT}], **extra)
+        raw = client(self.cfg).chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": PROMPT}], **extra)
         reply = raw.parse()
         deployment = raw.headers.get("x-litellm-model-id", "?")
         content = (reply.choices[0].message.content or "") if reply.choices else ""
@@ -312,72 +348,73 @@ def _flow(cfg: RouterConfig, report: SmokeReport, profile: str, live: bool, time
             raise RouterError(f"{deployment} answered without a choice")
         how = "live, max_tokens 1" if live else "mocked by LiteLLM, nothing sent upstream"
         tokens = f", {reply.usage.total_tokens} tokens" if live and reply.usage else ""
-        return f"{report.model} -> {deployment}: {content[:40]!r} ({how}{tokens})"
+        return f"{model} -> {deployment}: {content[:40]!r} ({how}{tokens})"
 
-    def stream() -> str:
-        if not report.model:
-            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
-        hook_active()
-        chunks = client(cfg).chat.completions.create(
-            model=report.model, messages=[{"role": "user", "content": PROMPT}], stream=True,
+    def stream(self) -> str:
+        model = self._model()
+        self._require_mock_hook()
+        chunks = client(self.cfg).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": PROMPT}], stream=True,
             extra_body={"metadata": {MOCK_KEY: MOCK_TEXT}})
         parts = [c.choices[0].delta.content or "" for c in chunks if c.choices]
         text = "".join(parts)
         if text != MOCK_TEXT:
             raise RouterError(f"the stream ended with {text[:60]!r} instead of the mocked answer")
-        return f"{report.model}: {len(parts)} chunks, {text!r} (mocked by LiteLLM, nothing sent upstream)"
+        return f"{model}: {len(parts)} chunks, {text!r} (mocked by LiteLLM, nothing sent upstream)"
 
-    def responses_stream() -> str:
-        if not report.model:
-            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
-        hook_active()
-        with client(cfg).responses.stream(model=report.model, input=PROMPT,
-                                          extra_body={"metadata": {MOCK_KEY: MOCK_TEXT}}) as events:
+    def responses_stream(self) -> str:
+        model = self._model()
+        self._require_mock_hook()
+        with client(self.cfg).responses.stream(model=model, input=PROMPT,
+                                               extra_body={"metadata": {MOCK_KEY: MOCK_TEXT}}) as events:
             kinds = [event.type for event in events]
             final = events.get_final_response()
         text = final.output_text or ""
         if text != MOCK_TEXT:
             raise RouterError(f"the Responses stream ended with {text[:60]!r} instead of the mocked answer")
-        return (f"{report.model}: {len(kinds)} events ({kinds[0]} ... {kinds[-1]}), {text!r} "
+        return (f"{model}: {len(kinds)} events ({kinds[0]} ... {kinds[-1]}), {text!r} "
                 "(mocked, nothing sent upstream)")
 
-    def anthropic_stream() -> str:
-        if not report.model:
-            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
-        hook_active()
-        result = messages_stream(cfg, report.model, MOCK_TEXT)
+    def anthropic_stream(self) -> str:
+        model = self._model()
+        self._require_mock_hook()
+        result = messages_stream(self.cfg, model, MOCK_TEXT)
         if result["text"] != MOCK_TEXT or "message_stop" not in result["events"]:
             raise RouterError(f"the Messages stream ended with {result['text'][:60]!r} after "
                               f"{', '.join(result['events'][-3:]) or 'no events'} instead of the mocked answer")
-        return (f"{report.model} -> {result['deployment']}: {len(result['events'])} events "
+        return (f"{model} -> {result['deployment']}: {len(result['events'])} events "
                 f"(message_start ... message_stop), {result['text']!r} (mocked, nothing sent upstream)")
 
-    def stop() -> str:
-        left = [n for n in services.ORDER if was_running[n]]
+    # ------------------------------------------------------------------ the clean-up, always run
+    def stop(self) -> str:
+        left = [n for n in stack.ORDER if self.was_running[n]]
         notes = [f"left running as found: {', '.join(left)}"] if left else []
-        if report.started:
-            outcomes = services.stop(cfg, report.started)
-            notes.insert(0, "; ".join(f"{o['service']} {o['result']}" for o in outcomes))
+        if self.report.started:
+            outcomes = stack.stop(self.cfg, self.report.started)
+            notes.insert(0, "; ".join(f"{o.service} {o.result}" for o in outcomes))
         elif not left:
             notes.append("nothing was started")
         return "; ".join(notes)
 
-    def put_back() -> str:
-        info = profiles.set_profile(cfg, restore[0])
-        return f"{restore[0]} active again" + _applied_text(info)
+    def restore_profile(self) -> str:
+        return f"{self.restore_to} active again" + _applied_text(switch.set_profile(self.cfg, self.restore_to))
 
-    try:
-        flow.step("doctor", run_doctor)
-        flow.step("profile set", set_profile)
-        flow.step("service start", start)
-        flow.step("health", health)
-        flow.step("chat completion", chat)
-        flow.step("streamed completion", stream)
-        flow.step("streamed responses", responses_stream)
-        flow.step("streamed messages", anthropic_stream)
-    finally:
-        if before_stop is not None:
-            before_stop()
-        flow.step("service stop", stop, always=True)
-        if restore[0]:
-            flow.step("profile restore", put_back, always=True)
+    # ------------------------------------------------------------------ helpers of the steps
+    def _model(self) -> str:
+        if not self.report.model:
+            raise RouterError("routertool.yaml defines no model group", hint="add one under models:")
+        return self.report.model
+
+    def _require_mock_hook(self) -> None:
+        """Refuse a mocked request unless the active profile loads the mock hook (else it would go upstream)."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.cfg.layout.active_config.read_text(encoding="utf-8")) or {}
+        except (OSError, ValueError):
+            data = {}
+        callbacks = (data.get("litellm_settings") or {}).get("callbacks") or []
+        if not set(HOOKS) & set(callbacks if isinstance(callbacks, list) else [callbacks]):
+            raise RouterError(f"profile {self.profile} does not load {HOOK}, so a mocked request would reach the "
+                              "upstream; nothing was sent",
+                              hint="extend templates/litellm/base.yaml.j2 (it loads the hook), or run with --live")

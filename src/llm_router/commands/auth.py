@@ -55,7 +55,7 @@ def _login_result(command: str, label: str, info: dict, ctx: Ctx) -> Result:
     if info["proxy_started"]:
         lines.append(f"CLIProxyAPIPlus was started for this login and is still running (pid {info['proxy_pid']}, "
                      f"port {info['proxy_port']}) with the new account; stop it with `{STOP_HINT}`.")
-    return Result(command, data=info, text="\n".join(lines), warnings=list(ctx.warnings))
+    return Result(command, data=info, text="\n".join(lines))
 
 
 def codex_login(ctx: Ctx, timeout: float = 180.0, poll_interval: float = 2.0, no_browser: bool = False,
@@ -81,7 +81,7 @@ def codex_import(ctx: Ctx, source: str | None = None, dest_dir: str | None = Non
     lines = [f"Imported Codex account: {_account(info)}", f"auth file: {info['path']} (mode {info['mode']}{replaced})",
              proxy]
     return Result("auth codex import-headless", data=info, text="\n".join(filter(None, lines)),
-                  warnings=[*ctx.warnings, *warnings])
+                  warnings=warnings)
 
 
 def _left(info: dict) -> str:
@@ -127,7 +127,7 @@ def show_status(ctx: Ctx, quota: bool = False) -> Result:
     elif proxy["error"]:
         text += f"\nCLIProxyAPIPlus could not be asked: {proxy['error']}"
     warnings = [f"{a['file']}: {problem}" for a in accounts for problem in a["problems"]]
-    return Result("auth status", data=report, text=text, warnings=[*ctx.warnings, *warnings])
+    return Result("auth status", data=report, text=text, warnings=warnings)
 
 
 def _timing(parser) -> None:

@@ -1,4 +1,4 @@
-"""`bootstrap download|status|rollback`."""
+"""`bootstrap download|status|rollback`: the library's typed outcomes become the JSON data here (`to_dict()`)."""
 from __future__ import annotations
 
 import sys
@@ -52,9 +52,9 @@ def _indent(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()]
 
 
-def _release(info: dict) -> str:
-    reported = f" ({info['binary_version']})" if info.get("binary_version") else ""
-    return f"{info.get('version')}{reported} from {info.get('repository')}"
+def _release(version, binary_version, repository) -> str:
+    reported = f" ({binary_version})" if binary_version else ""
+    return f"{version}{reported} from {repository}"
 
 
 def download(ctx: Ctx, version: str | None = None, repository: str | None = None, archive: str | None = None,
@@ -66,66 +66,67 @@ def download(ctx: Ctx, version: str | None = None, repository: str | None = None
         raise RouterError("--archive takes its version from the file name; drop --cliproxy-version", exit_code=USAGE)
     bar = ProgressBar(sys.stderr) if not ctx.json and sys.stderr.isatty() else None
     try:
-        outcome = bootstrap.download(ctx.config, version=version, repository=repository, archive=archive,
-                                     checksums=checksums, force=force, insecure_skip_checksum=insecure_skip_checksum,
-                                     progress=bar)
+        outcome = bootstrap.install(ctx.config, version=version, repository=repository, archive=archive,
+                                    checksums=checksums, force=force, insecure_skip_checksum=insecure_skip_checksum,
+                                    progress=bar)
     finally:
         if bar:
             bar.close()
-    if outcome["result"] == "unchanged":
-        lines = [f"CLIProxyAPIPlus {_release(outcome)} is already installed with sha256 {outcome['sha256']}; "
+    release = _release(outcome.version, outcome.binary_version, outcome.repository)
+    if outcome.result == "unchanged":
+        lines = [f"CLIProxyAPIPlus {release} is already installed with sha256 {outcome.sha256}; "
                  "nothing to do (--force reinstalls)"]
     else:
-        rows = [["binary", outcome["path"]], ["asset", outcome["asset"]], ["sha256", outcome["sha256"]]]
-        if outcome.get("line") in bootstrap.cliproxy_lines.LINES:
-            rows.append(["line", bootstrap.cliproxy_lines.LINES[outcome["line"]].title])
-        lines = [f"installed CLIProxyAPIPlus {_release(outcome)}", *_indent(table(rows))]
-    litellm = f"litellm {outcome['litellm_version']}" if outcome["litellm_version"] else "LiteLLM not installed"
-    lines.append(f"LiteLLM runner {outcome['litellm_runner']} ({litellm})")
-    if outcome["restart_needed"]:
-        lines.append(f"CLIProxyAPIPlus is running the old binary: restart it to use {outcome['version']}: {RESTART}")
-    return Result("bootstrap download", data=outcome, text="\n".join(lines),
-                  warnings=list(ctx.warnings) + outcome["warnings"])
+        rows = [["binary", outcome.path], ["asset", outcome.asset], ["sha256", outcome.sha256]]
+        if outcome.line in bootstrap.cliproxy_lines.LINES:
+            rows.append(["line", bootstrap.cliproxy_lines.LINES[outcome.line].title])
+        lines = [f"installed CLIProxyAPIPlus {release}", *_indent(table(rows))]
+    litellm = f"litellm {outcome.litellm_version}" if outcome.litellm_version else "LiteLLM not installed"
+    lines.append(f"LiteLLM runner {outcome.litellm_runner} ({litellm})")
+    if outcome.restart_needed:
+        lines.append(f"CLIProxyAPIPlus is running the old binary: restart it to use {outcome.version}: {RESTART}")
+    return Result("bootstrap download", data=outcome.to_dict(), text="\n".join(lines),
+                  warnings=list(outcome.warnings))
 
 
 def status(ctx: Ctx) -> Result:
-    data = bootstrap.status(ctx.config)
-    manifest = data["manifest"] or {}
-    pinned = data["pinned"]
-    if not data["installed"]:
+    report = bootstrap.status(ctx.config)
+    manifest = report.manifest or {}
+    pinned = report.pinned
+    if not report.installed:
         head, code = "CLIProxyAPIPlus  NOT INSTALLED  run `llm-router bootstrap download`", NOT_FOUND
-    elif data["problem"]:
-        head, code = f"CLIProxyAPIPlus  BROKEN  {data['problem']}", CHECK_FAILED
-    elif not data["intact"]:
+    elif report.problem:
+        head, code = f"CLIProxyAPIPlus  BROKEN  {report.problem}", CHECK_FAILED
+    elif not report.intact:
         head, code = ("CLIProxyAPIPlus  MODIFIED  the binary does not match manifest.json; "
                       "`llm-router bootstrap download --force` reinstalls it", CHECK_FAILED)
     else:
         verified = "verified" if manifest.get("verified") else "NOT verified (--insecure-skip-checksum)"
-        head, code = f"CLIProxyAPIPlus  INSTALLED  {_release({**manifest, **data})}, {verified}", 0
-    rows = [["path", data["path"]]]
+        release = _release(manifest.get("version"), report.binary_version, manifest.get("repository"))
+        head, code = f"CLIProxyAPIPlus  INSTALLED  {release}, {verified}", 0
+    rows = [["path", report.path]]
     if manifest:
         rows += [["sha256", f"{manifest.get('sha256')} ({manifest.get('asset')})"],
                  ["installed", manifest.get("installed_at")]]
         if manifest.get("line") in bootstrap.cliproxy_lines.LINES:
             rows.append(["line", bootstrap.cliproxy_lines.LINES[manifest["line"]].title])
-    rows.append(["pinned", f"{pinned['version']} from {pinned['repository']} (bootstrap in routertool.yaml)"])
-    if data["previous"]:
-        rows.append(["previous", f"{data['previous']} (`llm-router bootstrap rollback` switches to it)"])
-    litellm = f"litellm {data['litellm_version']}" if data["litellm_version"] else \
+    rows.append(["pinned", f"{pinned.version} from {pinned.repository} (bootstrap in routertool.yaml)"])
+    if report.previous:
+        rows.append(["previous", f"{report.previous} (`llm-router bootstrap rollback` switches to it)"])
+    litellm = f"litellm {report.litellm_version}" if report.litellm_version else \
         "LiteLLM not installed: uv sync --group runtime"
-    rows.append(["litellm", f"{data['litellm_runner'] or 'runner not generated yet'}, {litellm}"])
+    rows.append(["litellm", f"{report.litellm_runner or 'runner not generated yet'}, {litellm}"])
     text = "\n".join([head, *_indent(table(rows))])
-    return Result("bootstrap status", data=data, text=text, ok=code == 0, exit_code=code,
-                  warnings=list(ctx.warnings))
+    return Result("bootstrap status", data=report.to_dict(), text=text, ok=code == 0, exit_code=code)
 
 
 def rollback(ctx: Ctx) -> Result:
     outcome = bootstrap.rollback(ctx.config)
-    lines = [f"CLIProxyAPIPlus is now {outcome['version'] or 'the previous binary (no manifest)'}; "
-             f"{outcome['previous'] or 'the replaced binary'} is kept as previous (roll back again to undo)"]
-    if outcome["restart_needed"]:
+    lines = [f"CLIProxyAPIPlus is now {outcome.version or 'the previous binary (no manifest)'}; "
+             f"{outcome.previous or 'the replaced binary'} is kept as previous (roll back again to undo)"]
+    if outcome.restart_needed:
         lines.append(f"CLIProxyAPIPlus is running the replaced binary: restart it to use this one: {RESTART}")
-    return Result("bootstrap rollback", data=outcome, text="\n".join(lines), warnings=list(ctx.warnings))
+    return Result("bootstrap rollback", data=outcome.to_dict(), text="\n".join(lines))
 
 
 def add_parsers(sub, common) -> None:

@@ -38,7 +38,7 @@ def security(ctx: Ctx, fix: bool = False) -> Result:
     failed = [f for f in findings if f.status == FAIL]
     summary = f"{len(failed)} finding(s) in {root}" if failed else f"no findings in {root}"
     return Result("check security", data={"root": str(root), "findings": [f.to_dict() for f in findings]},
-                  text=findings_table(findings) + f"\n{summary}", ok=not failed, warnings=list(ctx.warnings))
+                  text=findings_table(findings) + f"\n{summary}", ok=not failed)
 
 
 # --------------------------------------------------------------------------- doctor
@@ -71,7 +71,7 @@ def doctor(ctx: Ctx) -> Result:
                                      f"{failed} failed")
     return Result("doctor", data={"config": str(path), "summary": counts,
                                   "findings": [f.to_dict() for f in findings]},
-                  text=text, ok=not failed, warnings=list(ctx.warnings))
+                  text=text, ok=not failed)
 
 
 # --------------------------------------------------------------------------- smoke
@@ -108,7 +108,7 @@ def smoke(ctx: Ctx, profile: str | None = None, live: bool = False, standin: boo
         verdict += f"; the stand-ins answered {report.upstream_requests} inference request(s)"
     text = table(rows, ["STEP", "STATUS", "TIME", "DETAIL"]) + "\n" + verdict
     return Result("smoke", data=report.to_dict(), text=text, ok=report.ok,
-                  exit_code=130 if report.interrupted else None, warnings=list(ctx.warnings))
+                  exit_code=130 if report.interrupted else None)
 
 
 def add_parsers(sub, common) -> None:

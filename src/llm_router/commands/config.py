@@ -18,7 +18,7 @@ def check(ctx: Ctx) -> Result:
     if notes:
         data["notes"] = notes
         text += "\n" + "\n".join(f"note: {n}" for n in notes)
-    return Result("config check", data=data, text=text, warnings=list(ctx.warnings))
+    return Result("config check", data=data, text=text)
 
 
 def _notes(cfg: config_mod.RouterConfig) -> list[str]:
@@ -40,7 +40,7 @@ def _notes(cfg: config_mod.RouterConfig) -> list[str]:
 def show(ctx: Ctx) -> Result:
     data = config_mod.effective(ctx.config)
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
-    return Result("config show", data=data, text=text, warnings=list(ctx.warnings))
+    return Result("config show", data=data, text=text)
 
 
 def migrate(ctx: Ctx, write: bool = False) -> Result:

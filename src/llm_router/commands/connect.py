@@ -38,7 +38,7 @@ def render(setup: lib.ClientSetup) -> str:
 def connect(ctx: Ctx, client: str, model: str | None = None, write: bool = False, env_only: bool = False) -> Result:
     client = lib.check_client(client)  # before the config: an unknown client is told apart from a missing config
     setup = lib.setup(ctx.config, client, model)
-    warnings = list(ctx.warnings)
+    warnings = []
     stopped = _stopped_warning(setup, ctx)
     if stopped:
         warnings.append(stopped)
@@ -70,7 +70,8 @@ def run(ctx: Ctx, client: str, args: list[str], model: str | None = None) -> Res
         sys.stderr.flush()
     outcome = lib.run(ctx.config, setup, args)
     return Result("run", data=outcome.to_dict(), text="", ok=outcome.returncode == 0,
-                  exit_code=outcome.returncode, warnings=list(ctx.warnings) + ([stopped] if stopped else []))
+                  exit_code=outcome.returncode,
+                  warnings=[stopped] if stopped and ctx.json else [])  # text: printed before the client ran
 
 
 def add_parsers(sub, common) -> None:

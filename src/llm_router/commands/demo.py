@@ -22,13 +22,13 @@ def _added(value: float) -> str:
 
 
 def render(report) -> str:
-    from .. import services
+    from .. import stack
 
     out = [f"llm-router demo: a throwaway stack in {report.root}",
            f"CLIProxyAPIPlus is the stand-in (a Codex-like and a Copilot-like account), LiteLLM is real, profile "
            f"{report.profile}; model group {report.group}: {' -> '.join(report.deployments)}", ""]
     if report.status:
-        out += ["== status", table([status_line(services.ServiceStatus(**s)) for s in report.status]), ""]
+        out += ["== status", table([status_line(stack.ServiceStatus(**s)) for s in report.status]), ""]
     if report.chat:
         c = report.chat
         out += [f"== chat completion: POST {report.base_url}/chat/completions, model {c['model']}",
@@ -85,7 +85,7 @@ def demo(ctx: Ctx, keep: bool = False, port: int | None = None, timeout: float |
     data = report.to_dict()
     if not keep:
         data.pop("api_key", None)
-    return Result("demo", data=data, text=render(report), ok=report.ok, warnings=list(ctx.warnings))
+    return Result("demo", data=data, text=render(report), ok=report.ok)
 
 
 def _quiet(_: str) -> None:

@@ -24,7 +24,7 @@ def show(ctx: Ctx, limit: int = 20, follow: bool = False, event: str | None = No
         "" if follow else f"no events yet in {log.path}")
     skipped = [f"skipped {log.skipped} unreadable line(s) in {log.path}"] if log.skipped else []
     return Result("events", data={"path": str(log.path), "events": entries}, text=text,
-                  warnings=[*ctx.warnings, *skipped], stream=log.follow(event=event or None) if follow else None,
+                  warnings=skipped, stream=log.follow(event=event or None) if follow else None,
                   render_item=format_event)
 
 

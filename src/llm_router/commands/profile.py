@@ -29,7 +29,7 @@ def list_(ctx: Ctx) -> Result:
     if active_name is None:
         text += f"\nno profile is active yet; `default` marks default_profile ({cfg.default_profile})"
     return Result("profile list", data={"active": active_name, "default": cfg.default_profile, "profiles": data},
-                  text=text, warnings=list(ctx.warnings))
+                  text=text)
 
 
 def show(ctx: Ctx, name: str | None = None) -> Result:
@@ -37,35 +37,39 @@ def show(ctx: Ctx, name: str | None = None) -> Result:
     current = profiles.active(cfg)
     name = name or (current["name"] if current else cfg.default_profile)
     text = profiles.render(cfg, name)
-    return Result("profile show", data={"name": name, "config": text}, text=text, warnings=list(ctx.warnings))
+    return Result("profile show", data={"name": name, "config": text}, text=text)
 
 
 def diff(ctx: Ctx, a: str, b: str) -> Result:
     text = profiles.diff(ctx.config, a, b)
     return Result("profile diff", data={"a": a, "b": b, "identical": not text, "diff": text},
-                  text=text or f"profiles {a} and {b} render the same config", warnings=list(ctx.warnings))
+                  text=text or f"profiles {a} and {b} render the same config")
 
 
 def set_(ctx: Ctx, name: str, deep: bool = False) -> Result:
-    info = profiles.set_profile(ctx.config, name, deep=deep)
-    applied = info["applied"]
+    from .. import switch
+
+    result = switch.set_profile(ctx.config, name, deep=deep)
+    applied = result.applied
     how = {"worker swap": f"LiteLLM serves it now (new worker ready in {applied.get('worker_ready_s')} s, "
                           f"old worker retired; no request refused)",
            "restart": "LiteLLM restarted on it and is ready (uvicorn mode: connections were refused meanwhile)",
-           "not running": "LiteLLM is not running; it uses this profile when it starts"}[applied["how"]]
-    lines = [f"profile {name} active (sha256 {info['sha256'][:12]}, was {info['previous'] or 'none'}, "
-             f"{info['seconds']} s); {how}", f"config: {info['config']}"]
+           "not running": "LiteLLM is not running; it uses this profile when it starts"}[result.how]
+    lines = [f"profile {name} active (sha256 {result.sha256[:12]}, was {result.previous or 'none'}, "
+             f"{result.seconds} s); {how}", f"config: {result.config}"]
     lines += [f"note: {n}" for n in applied.get("notes") or []]
-    return Result("profile set", data=info, text="\n".join(lines), warnings=list(ctx.warnings))
+    return Result("profile set", data=result.to_dict(), text="\n".join(lines))
 
 
 def prove(ctx: Ctx, names: list[str] | None = None) -> Result:
-    verdicts = profiles.prove_all(ctx.config, names or None)
+    from ..litellm import prove as prover
+
+    verdicts = prover.prove_profiles(ctx.config, names or None)
     rows = [[name, "ok" if v["ok"] else "FAIL", "cached" if v["cached"] else "loaded",
              v["error"] or f"{v['models']} deployments"] for name, v in verdicts.items()]
     ok = all(v["ok"] for v in verdicts.values())
     return Result("profile prove", data={"profiles": verdicts}, text=table(rows), ok=ok,
-                  exit_code=None if ok else 2, warnings=list(ctx.warnings))
+                  exit_code=None if ok else 2)
 
 
 def add_parsers(sub, common) -> None:

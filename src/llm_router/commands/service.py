@@ -1,50 +1,45 @@
 """`service start|stop|restart|status|logs|watch|install|uninstall`."""
 from __future__ import annotations
 
-from .. import services
+from .. import stack
 from ..output import Result
+from ..supervisor.model import ServiceOutcome
 from . import Ctx
 from .status import show_status, with_names
 
 
-def _action_line(outcome: dict) -> str:
-    parts = [outcome["service"], outcome["result"]]
-    extra = []
-    if outcome.get("pid"):
-        extra.append(f"pid {outcome['pid']}")
-    if outcome.get("port"):
-        extra.append(f"port {outcome['port']}")
-    if outcome.get("profile"):
-        extra.append(f"profile {outcome['profile']}")
-    if outcome.get("version"):
-        extra.append(f"version {outcome['version']}")
-    line = "  ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
-    return "\n".join([line, *(f"  note: {n}" for n in outcome.get("notes") or [])])
+def action_line(outcome: ServiceOutcome) -> str:
+    """One service's outcome as text: `litellm  started (pid 812, port 4000, ...)` and its notes."""
+    extra = [f"{label} {value}" for label, value in (("pid", outcome.pid), ("port", outcome.port),
+                                                     ("profile", outcome.profile), ("version", outcome.version))
+             if value]
+    line = f"{outcome.service}  {outcome.result}" + (f" ({', '.join(extra)})" if extra else "")
+    return "\n".join([line, *(f"  note: {n}" for n in outcome.notes)])
 
 
-def _action(ctx: Ctx, verb: str, outcomes: list[dict]) -> Result:
-    return Result(f"service {verb}", data={"results": outcomes},
-                  text="\n".join(_action_line(o) for o in outcomes), warnings=list(ctx.warnings))
+def _action(ctx: Ctx, verb: str, outcomes: list[ServiceOutcome]) -> Result:
+    return Result(f"service {verb}", data={"results": [o.to_dict() for o in outcomes]},
+                  text="\n".join(action_line(o) for o in outcomes))
 
 
 def start(ctx: Ctx, names: list[str] | None = None, timeout: float | None = None) -> Result:
-    return _action(ctx, "start", services.start(ctx.config, names or "all", timeout=timeout))
+    return _action(ctx, "start", stack.start(ctx.config, names or "all", timeout=timeout))
 
 
 def stop(ctx: Ctx, names: list[str] | None = None) -> Result:
-    return _action(ctx, "stop", services.stop(ctx.config, names or "all"))
+    return _action(ctx, "stop", stack.stop(ctx.config, names or "all"))
 
 
 def restart(ctx: Ctx, names: list[str] | None = None, timeout: float | None = None) -> Result:
-    return _action(ctx, "restart", services.restart(ctx.config, names or "all", timeout=timeout))
+    return _action(ctx, "restart", stack.restart(ctx.config, names or "all", timeout=timeout))
 
 
 def logs(ctx: Ctx, name: str, lines: int = 50, follow: bool = False) -> Result:
     cfg = ctx.config
-    tail = services.tail_log(cfg, name, lines) if not follow or services.log_path(cfg, name).exists() else []
-    return Result("service logs", data={"service": name, "path": str(services.log_path(cfg, name)), "lines": tail},
-                  text="\n".join(tail), warnings=list(ctx.warnings),
-                  stream=services.follow_log(cfg, name) if follow else None)
+    tail = stack.tail_log(cfg, name, lines) if not follow or stack.log_path(cfg, name).exists() else []
+    return Result("service logs", data={"service": name, "path": str(stack.log_path(cfg, name)), "lines": tail},
+                  text="\n".join(tail),
+                  stream=stack.follow_log(cfg, name) if follow else None)
 
 
 def _watch_line(item: dict) -> str:
@@ -66,29 +61,29 @@ def watch(ctx: Ctx, names: list[str] | None = None, interval: float = 5.0, max_f
         from ..errors import RouterError
         raise RouterError("--interval must be positive and --max-failures at least 1")
     supervisor = Watch(ctx.config, names or "all", Policy(interval=interval, max_failures=max_failures))
-    return Result("service watch", data=None, text="", warnings=list(ctx.warnings), stream=supervisor.run(),
+    return Result("service watch", data=None, text="", stream=supervisor.run(),
                   render_item=_watch_line)
 
 
 def install(ctx: Ctx, kind: str | None = None, user: bool = True, unit_dir: str | None = None) -> Result:
     from pathlib import Path
 
-    from .. import units
+    from ..supervisor import units
 
     outcome = units.install(ctx.config, kind, user=user, unit_dir=Path(unit_dir) if unit_dir else None)
     text = "\n".join([f"installed {outcome['kind']} unit: {outcome['path']}", f"enable it: {outcome['enable']}",
                       *(f"note: {n}" for n in outcome["notes"])])
-    return Result("service install", data=outcome, text=text, warnings=list(ctx.warnings))
+    return Result("service install", data=outcome, text=text)
 
 
 def uninstall(ctx: Ctx, kind: str | None = None, user: bool = True, unit_dir: str | None = None) -> Result:
     from pathlib import Path
 
-    from .. import units
+    from ..supervisor import units
 
     outcome = units.uninstall(ctx.config, kind, user=user, unit_dir=Path(unit_dir) if unit_dir else None)
     text = f"removed {outcome['path']}\nif it was enabled, also run: {outcome['disable_first']}"
-    return Result("service uninstall", data=outcome, text=text, warnings=list(ctx.warnings))
+    return Result("service uninstall", data=outcome, text=text)
 
 
 def add_parsers(sub, common) -> None:

@@ -1,37 +1,38 @@
 """`up` and `down`: the whole stack in one command (bootstrap if needed, a profile, start, health; and stop)."""
 from __future__ import annotations
 
-from .. import services
+from .. import stack
 from ..output import Result, table
 from . import Ctx
-from .service import _action_line
+from .service import action_line
 
 
 def up(ctx: Ctx, profile: str | None = None, timeout: float | None = None) -> Result:
     """Install CLIProxyAPIPlus when it is missing, activate `profile` (else the default profile when none is
     active), `service start all`, then `health`; exit 1 unless every service is ready."""
-    from .. import bootstrap, profiles
+    from .. import bootstrap, profiles, switch
 
     cfg = ctx.config
     lines, data = [], {}
     if not cfg.layout.cliproxy_binary.is_file():
-        outcome = bootstrap.download(cfg)
-        data["bootstrap"] = outcome
-        lines.append(f"bootstrap: installed CLIProxyAPIPlus {outcome.get('version')} ({outcome.get('result')})")
+        outcome = bootstrap.install(cfg)
+        data["bootstrap"] = outcome.to_dict()
+        lines.append(f"bootstrap: installed CLIProxyAPIPlus {outcome.version} ({outcome.result})")
     if profile:
-        info = profiles.set_profile(cfg, profile)
-        lines.append(f"profile: {profile} active (was {info['previous'] or 'none'})")
+        switched = switch.set_profile(cfg, profile)
+        info = {"name": switched.name}
+        lines.append(f"profile: {profile} active (was {switched.previous or 'none'})")
     elif profiles.active(cfg) is None:
-        info = profiles.ensure_active(cfg)
+        info = switch.ensure_active(cfg)
         lines.append(f"profile: {info['name']} activated (none was active)")
     else:
         info = profiles.active(cfg)
         lines.append(f"profile: {info['name']} (active)")
     data["profile"] = info.get("name") if info else None
-    outcomes = services.start(cfg, "all", timeout=timeout)
-    data["start"] = outcomes
-    lines += [_action_line(o) for o in outcomes]
-    results = services.health_check(cfg)
+    outcomes = stack.start(cfg, "all", timeout=timeout)
+    data["start"] = [o.to_dict() for o in outcomes]
+    lines += [action_line(o) for o in outcomes]
+    results = stack.health_check(cfg)
     data["health"] = results
     rows = [[r["service"], "ready" if r["ready"] else "NOT READY",
              f"GET {r['probe']['url']} -> " + (f"HTTP {r['probe']['status']}" if r["probe"]["status"]
@@ -41,13 +42,13 @@ def up(ctx: Ctx, profile: str | None = None, timeout: float | None = None) -> Re
     if ok:
         lines.append(f"up: OpenAI-compatible endpoint {cfg.services['litellm'].base_url}/v1 "
                      "(key: LITELLM_MASTER_KEY, or .router/secrets/LITELLM_MASTER_KEY)")
-    return Result("up", data=data, text="\n".join(lines), ok=ok, warnings=list(ctx.warnings))
+    return Result("up", data=data, text="\n".join(lines), ok=ok)
 
 
 def down(ctx: Ctx) -> Result:
-    outcomes = services.stop(ctx.config, "all")
-    return Result("down", data={"results": outcomes}, text="\n".join(_action_line(o) for o in outcomes),
-                  warnings=list(ctx.warnings))
+    outcomes = stack.stop(ctx.config, "all")
+    return Result("down", data={"results": [o.to_dict() for o in outcomes]},
+                  text="\n".join(action_line(o) for o in outcomes))
 
 
 def add_parsers(sub, common) -> None:

@@ -3,7 +3,7 @@
 A module of its own so that `llm-router status`, the command run most often, imports and builds only this."""
 from __future__ import annotations
 
-from .. import services
+from .. import stack
 from ..output import Result, duration, table
 from . import Ctx
 
@@ -14,8 +14,8 @@ def _mb(value: int | None) -> str:
     return "-" if value is None else f"{value / 1_048_576:.0f} MB"
 
 
-def status_line(st: services.ServiceStatus) -> list[str]:
-    if st.state != services.RUNNING:
+def status_line(st: stack.ServiceStatus) -> list[str]:
+    if st.state != stack.RUNNING:
         detail = st.detail or f"port {st.port}"
         return [st.name, st.state, f"{detail}, log {st.log}"]
     parts = [f"pid {st.pid}", f"port {st.port}", f"uptime {duration(st.uptime)}", f"rss {_mb(st.rss_bytes)}"]
@@ -33,22 +33,22 @@ def status_line(st: services.ServiceStatus) -> list[str]:
     return [st.name, st.state, ", ".join(parts)]
 
 
-def worker_lines(st: services.ServiceStatus) -> list[list[str]]:
+def worker_lines(st: stack.ServiceStatus) -> list[list[str]]:
     """One indented line per gunicorn worker under the litellm line."""
     return [[f"  worker {w['pid']}", "SERVING" if w["serving"] else "BOOTING",
              f"uptime {duration(w['uptime'])}, rss {_mb(w['rss_bytes'])}"] for w in st.workers]
 
 
 def show_status(ctx: Ctx, names: list[str] | None = None) -> Result:
-    statuses = services.status(ctx.config, names or "all")
-    pending = services.pending_switch(ctx.config)
+    statuses = stack.status(ctx.config, names or "all")
+    pending = stack.pending_switch(ctx.config)
     return Result("status", data={"services": [s.to_dict() for s in statuses]},
                   text=table([row for s in statuses for row in [status_line(s), *worker_lines(s)]]),
-                  warnings=[*ctx.warnings, *filter(None, [pending])])
+                  warnings=list(filter(None, [pending])))
 
 
 def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
-    results = services.health_check(ctx.config, names or "all")
+    results = stack.health_check(ctx.config, names or "all")
     rows = []
     for r in results:
         probe = r["probe"]
@@ -62,7 +62,7 @@ def check_health(ctx: Ctx, names: list[str] | None = None) -> Result:
     ok = all(r["ready"] for r in results)
     degraded = [r["shared_state"]["detail"] for r in results if r.get("shared_state") and not r["shared_state"]["ok"]]
     return Result("health", data={"services": results}, text=table(rows), ok=ok,
-                  warnings=[*ctx.warnings, *degraded])
+                  warnings=degraded)
 
 
 def with_names(subparsers, verb: str, doc: str, fn, common):

@@ -139,7 +139,7 @@ def usage(ctx: Ctx, since: str = "24h", by: str = "deployment", html: str | None
             raise from_os_error(exc) from None
         data["html"] = str(target)
         out += f"\nwrote {target}"
-    return Result("usage", data=data, text=out, warnings=list(ctx.warnings))
+    return Result("usage", data=data, text=out)
 
 
 def models(ctx: Ctx, quota: bool = False) -> Result:
@@ -156,7 +156,7 @@ def models(ctx: Ctx, quota: bool = False) -> Result:
     out = models_view.text(view)
     if quota_info is not None and not quota_info.get("available"):
         out += f"\nquota: unknown ({quota_info.get('reason')})"
-    return Result("models", data=view, text=out, warnings=list(ctx.warnings))
+    return Result("models", data=view, text=out)
 
 
 def cooldown_reset(ctx: Ctx, deployment: str | None = None, all: bool = False,  # noqa: A002
@@ -218,13 +218,13 @@ def cooldown_reset(ctx: Ctx, deployment: str | None = None, all: bool = False,  
         lines.append(f"CLIProxyAPIPlus reset-quota: {', '.join(cliproxy['reset'])}")
     elif cliproxy.get("reason"):
         lines.append(f"CLIProxyAPIPlus: {cliproxy['reason']}")
-    return Result("cooldown", data=data, text="\n".join(lines), warnings=[*ctx.warnings, *cliproxy.get("warnings", [])])
+    return Result("cooldown", data=data, text="\n".join(lines), warnings=list(cliproxy.get("warnings", [])))
 
 
 def _reset_cliproxy(cfg, targets: list[str] | None) -> dict:
     """CLIProxyAPIPlus's own cooldowns (mainline v7.2.22+ `POST /v0/management/reset-quota {auth_index}`) for the
     accounts behind the targets that are cliproxyapi_plus deployments; never raises."""
-    from .. import services
+    from .. import stack
     from ..cliproxy import SERVICE, Management, installed_features
     from ..cliproxy_lines import oauth_providers_for
     from ..models_view import deployment_ids, split_id
@@ -233,7 +233,7 @@ def _reset_cliproxy(cfg, targets: list[str] | None) -> dict:
     models = [m for _, p, m in chosen if p in cfg.providers and cfg.providers[p].type == "cliproxyapi_plus"]
     if not models:
         return {"reason": "no CLIProxyAPIPlus deployment among them"}
-    if not services.is_running(cfg, SERVICE):
+    if not stack.is_running(cfg, SERVICE):
         return {"reason": "not running, nothing to reset there"}
     features = installed_features(cfg, ask_server=True)
     if features is None or not features.reset_quota:

@@ -1,4 +1,5 @@
-"""bench.failover, bench.start, bench.switch, bench.scale, bench.usage: thin wrappers over the checkout's scripts/bench/*.py"""
+"""bench.failover, bench.start, bench.switch, bench.scale, bench.usage: thin wrappers over the checkout's
+scripts/bench/*.py"""
 import importlib
 
 from invoke import Collection, task

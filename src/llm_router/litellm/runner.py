@@ -11,18 +11,18 @@ import shutil
 import sys
 from pathlib import Path
 
-from .fsutil import atomic_write
-from .layout import Layout, source_root
+from ..fsutil import atomic_write
+from ..layout import Layout, source_root
 
 RUNTIME_GROUP_HINT = "uv sync --group runtime"
 # -P: no script or working directory on sys.path, so nothing there can shadow a module LiteLLM imports.
-LAUNCH = "-P -m llm_router.litellm_launch"
+LAUNCH = "-P -m llm_router.litellm.launch"
 
 
 def ensure_litellm_runner(layout: Layout) -> Path:
     """Write the runner script (0755, atomically) and return its path.
 
-    It runs `python -P -m llm_router.litellm_launch` (LiteLLM's own `run_server` command, plus the master's warm-up
+    It runs `python -P -m llm_router.litellm.launch` (LiteLLM's own `run_server` command, plus the master's warm-up
     described in that module) with the synced venv's interpreter when the venv has `litellm`. Measured on the 2-core
     dev box: `uv run --frozen` spends about 0.2 s checking the lock and the environment before it starts anything,
     against 0.04 s for the venv's interpreter alone, and it needs `uv` on the machine. Only when the venv has no

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from . import process
-from .errors import UNAVAILABLE, RouterError
-from .process import ProcessRecord
+from ..errors import UNAVAILABLE, RouterError
+from ..supervisor import process
+from ..supervisor.process import ProcessRecord
 
 POLL = 0.05
 STARTED = re.compile(rb"\[(\d+)\] \[INFO\] Application startup complete\.")

@@ -10,7 +10,8 @@ server (reference: litellm.md §9), so a live profile switch first proves the fi
   warm proof did not answer within WARM_TIMEOUT.
 
 Verdicts are cached by the file's sha256 in `litellm/proven.json` (passing ones only). After `service start`,
-`start_background` proves every profile in the background (`llm-router profile prove --all`, cold) only when the
+`start_background` proves every profile in the background (`python -m llm_router.litellm.prove CONFIG`, cold)
+only when the
 master cannot prove warm; with a warm master each switch proves its own profile the first time, in well under a
 second, and nothing runs after start.
 """
@@ -20,21 +21,21 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .config import RouterConfig
-from .errors import USAGE, RouterError
-from .events import now_iso
-from .fsutil import atomic_write, ensure_dir
-from .layout import Layout
-
+from ..config import RouterConfig
+from ..errors import USAGE, RouterError
+from ..events import now_iso
+from ..fsutil import atomic_write, ensure_dir
+from ..layout import Layout
 from .prove_worker import FOLDER, HELLO, PREFIX
 
 TIMEOUT = 300.0  # the cold way
@@ -51,7 +52,7 @@ def sha256(text: str) -> str:
 
 
 def _cache_path(layout: Layout) -> Path:
-    return layout.litellm_dir / "proven.json"
+    return layout.proven_cache
 
 
 def _load_cache(layout: Layout) -> dict:
@@ -100,7 +101,7 @@ def prove_texts(cfg: RouterConfig, texts: dict[str, str]) -> dict[str, dict]:
 def warm_master(cfg: RouterConfig):
     """The running gunicorn master's record when it serves warm proofs (it wrote `prove/master.json` with its own
     pid and launch id, and it is proven ours); None otherwise."""
-    from . import process
+    from ..supervisor import process
 
     layout = cfg.layout
     record, _ = process.read_record(layout, "litellm")
@@ -117,7 +118,7 @@ def warm_master(cfg: RouterConfig):
 
 def _prove_warm(cfg: RouterConfig, todo: dict[str, str]) -> dict[str, dict]:
     """Verdicts `{name: {ok, models, error}}` from the warm master for what it answered within WARM_TIMEOUT."""
-    from . import process
+    from ..supervisor import process
 
     record = warm_master(cfg)
     if record is None:
@@ -196,7 +197,8 @@ def _sweep(folder: Path) -> None:
 
 def _prove_cold(cfg: RouterConfig, todo: dict[str, str]) -> dict[str, dict]:
     """Verdicts from a fresh runtime interpreter that imports LiteLLM once for all of `todo`."""
-    from . import runner, services
+    from . import runner
+    from .env import litellm_env
 
     layout = cfg.layout
     ensure_dir(layout.tmp_dir)
@@ -207,8 +209,8 @@ def _prove_cold(cfg: RouterConfig, todo: dict[str, str]) -> dict[str, dict]:
         for name, text in todo.items():
             files[name] = folder / f"{name}.yaml"
             files[name].write_text(text, encoding="utf-8")
-        argv = [*runner.runtime_python(layout), "-m", "llm_router.prove_worker", *map(str, files.values())]
-        env = services.litellm_env(cfg)
+        argv = [*runner.runtime_python(layout), "-m", "llm_router.litellm.prove_worker", *map(str, files.values())]
+        env = litellm_env(cfg)
         try:
             # same process group as its caller: stopping a background prover ends this loader too
             done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT,
@@ -241,19 +243,90 @@ def ensure_proven(cfg: RouterConfig, name: str, text: str) -> dict:
     return verdict
 
 
+def prove_profiles(cfg: RouterConfig, names: list[str] | None = None) -> dict[str, dict]:
+    """Prove that LiteLLM loads the named profiles (all by default), rendered; verdicts are cached."""
+    from .. import profiles  # Jinja2 and PyYAML: only when proving
+
+    chosen = names or [p.name for p in profiles.available(cfg)]
+    texts = {name: profiles.checked(cfg, profiles.find(cfg, name)).text for name in chosen}
+    return prove_texts(cfg, texts)
+
+
+DEEP_TIMEOUT = 120.0  # `litellm --validate_config` imports the whole proxy (~11 s measured)
+
+
+def validate_deep(cfg: RouterConfig, name: str, text: str) -> None:
+    """`litellm --validate_config` on a rendered profile (~11 s), offline, with placeholders for the secrets
+    (`profile set --deep`)."""
+    from ..supervisor.services import SCRUBBED_ENV
+    from .env import LITELLM_OFFLINE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update({**LITELLM_OFFLINE_ENV, **{secret: "validate-only" for secret in cfg.secret_names()}})
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        try:
+            proc = subprocess.run([str(Path(sys.prefix) / "bin" / "litellm"), "--config", handle.name,
+                                   "--validate_config"], capture_output=True, text=True, env=env,
+                                  timeout=DEEP_TIMEOUT, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise RouterError("litellm is not installed, so --deep cannot run", exit_code=USAGE,
+                              hint="uv sync --group runtime") from None
+        except subprocess.TimeoutExpired:
+            raise RouterError(f"litellm --validate_config did not finish within {DEEP_TIMEOUT:.0f} s",
+                              exit_code=USAGE) from None
+    output = (proc.stdout + proc.stderr).strip().splitlines()
+    if proc.returncode != 0:
+        raise RouterError(f"profile '{name}': litellm --validate_config failed "
+                          f"(exit {proc.returncode}): {output[-1] if output else 'no output'}",
+                          exit_code=USAGE, details=output[-20:])
+    # LiteLLM drops a deployment it cannot load (logging why) and still says "config OK (N models)"
+    import yaml
+
+    loaded = re.search(r"config OK \((\d+) models?\)", proc.stdout)
+    expected = len(yaml.safe_load(text)["model_list"])
+    if loaded is None or int(loaded.group(1)) != expected:
+        count = loaded.group(1) if loaded else "an unknown number"
+        raise RouterError(f"profile '{name}': LiteLLM loaded {count} of {expected} deployments",
+                          hint="the lines listed say which deployment LiteLLM rejected and why", exit_code=USAGE,
+                          details=output[-20:])
+
+
 def start_background(cfg: RouterConfig, marker: dict[str, str]) -> int | None:
-    """Prove every profile in a detached low-priority process (`llm-router profile prove --all`); its pid is kept
-    in `pids/prove.json` so that `service stop` can end it. `marker` (the launch marker of process.py) is added to
-    its environment. Returns the pid, or None when nothing needs to run in the background: a running master that
+    """Prove every profile in a detached low-priority process (`python -m llm_router.litellm.prove CONFIG`); its pid
+    is kept in `pids/prove.json` so that `service stop` can end it. `marker` (the launch marker of process.py) is added
+    to its environment. Returns the pid, or None when nothing needs to run in the background: a running master that
     proves warm makes each switch prove its own profile in well under a second, so pre-proving would only add forks
     of the master (and load) right after start."""
     if warm_master(cfg) is not None:
         return None
     layout = cfg.layout
     ensure_dir(layout.logs_dir)
-    argv = [sys.executable, "-m", "llm_router", "--config", str(cfg.path), "profile", "prove", "--all"]
+    argv = [sys.executable, "-m", "llm_router.litellm.prove", str(cfg.path)]
     with open(layout.log_file("prove"), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=layout.runtime_dir, env={**os.environ, **marker},
                                 preexec_fn=lambda: os.nice(10))
     return proc.pid
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The background prover's entry point: `python -m llm_router.litellm.prove CONFIG` proves every profile
+    (the config's parse is reused from the cache `service start` left), printing one line per verdict."""
+    from .. import config
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = config.load(args[0] if args else None)
+        verdicts = prove_profiles(cfg)
+    except RouterError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    for name, verdict in verdicts.items():
+        print(f"{name}: {'ok' if verdict['ok'] else 'FAILED: ' + str(verdict['error'])}")
+    return 0 if all(v["ok"] for v in verdicts.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

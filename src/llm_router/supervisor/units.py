@@ -7,10 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import RouterConfig
-from .errors import NOT_FOUND, USAGE, RouterError
-from .fsutil import atomic_write
-from .layout import templates_dir
+from ..config import RouterConfig
+from ..errors import NOT_FOUND, USAGE, RouterError
+from ..fsutil import atomic_write
+from ..layout import templates_dir
 
 UNIT_NAME = "llm-router.service"
 LAUNCHD_LABEL = "dev.llm-router"

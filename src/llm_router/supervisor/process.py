@@ -14,6 +14,8 @@ The rules, in one place:
 - `send(record, pid, sig)` and `send_group(record, sig)` re-check the proof immediately before signalling.
 - Reading state never signals: `status`, `health` and `doctor` only look.
 
+Also here: who holds a port (`port_owner`) and the tail of a service log (`log_tail`).
+
 psutil costs ~30 ms to import, so it is imported in the functions that use it (`status` of a stopped stack never
 does).
 """
@@ -27,15 +29,16 @@ import secrets
 import signal
 import time
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CONFLICT, RouterError
-from .fsutil import atomic_write
+from ..errors import CONFLICT, RouterError
+from ..fsutil import atomic_write
 
 if TYPE_CHECKING:
     import psutil
 
-    from .layout import Layout
+    from ..layout import Layout
 
 LAUNCH_ENV = "LLM_ROUTER_LAUNCH_ID"
 CREATE_TIME_SLACK = 0.05  # psutil's create time is rounded to the clock tick
@@ -363,3 +366,37 @@ def group_rss(record: ProcessRecord) -> int | None:
         return sum(p.memory_info().rss for p in procs if p.is_running())
     except psutil.Error:
         return None
+
+
+def port_owner(host: str, port: int) -> str | None:
+    """None when `host:port` can be bound; else who holds it (`pid 812 (python3)` when the OS tells)."""
+    import socket  # here, not at the top: `status` never binds
+
+    import psutil
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError:
+            pass
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                return f"pid {conn.pid}"
+    return "another program"
+
+
+def log_tail(path: Path, lines: int = 15, since: int = 0) -> list[str]:
+    """The last non-blank lines of a log, optionally only those written after byte `since`."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]

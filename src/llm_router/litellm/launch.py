@@ -1,0 +1,234 @@
+"""LiteLLM's entry point under llm-router: `python -m llm_router.litellm.launch <litellm flags>`.
+
+The runner (`.router/runtime/bin/litellm`) execs this module instead of LiteLLM's `litellm` script. It runs the
+same `litellm.run_server` command with the same flags, and adds two things in gunicorn mode, both in the master:
+
+1. Warm workers. Right before the master forks its first worker, it imports the modules that LiteLLM otherwise
+   imports lazily inside each worker, and builds the lazy state a first request would (FastAPI's route contexts for
+   the chat and responses paths, LiteLLM's deferred pydantic schemas; `warm_app`). Under gunicorn the master
+   preloads the proxy app and forks every worker from itself, so whatever the master has imported, every worker has
+   for free. LiteLLM 1.108.7 leaves about a hundred modules (the MCP server manager, the guardrail translations of
+   every provider, tiktoken's default encoding, ...) to a worker's first request, which then takes 0.4-1.4 s instead
+   of ~15-50 ms. Warming before the first fork makes the first worker (the one that serves the first request after
+   `service start`) warm too, at the price of the import (0.4-1.0 s) on the way to readiness, measured in
+   docs/benchmarks.md against the bare `litellm` start. `LLM_ROUTER_WARMUP=after-fork` warms right after the first
+   fork instead (the first worker then warms up on its own first request, as plain LiteLLM does; every later worker
+   is warm), `off` not at all; both exist for the benchmark's A/B.
+
+2. Warm proofs. The master becomes the prover of configs (`prove_worker.serve_requests`, on SIGWINCH, which
+   gunicorn otherwise ignores when not daemonized): a proof is a fork of this already-imported master plus the
+   config load, well under a second, instead of a fresh interpreter importing LiteLLM (~11-20 s). The config is
+   loaded in a detached grandchild, never in the master or a worker, so a config LiteLLM cannot load never reaches
+   the arbiter (see prove_worker.py).
+
+The warm list was measured on LiteLLM 1.108.7 (sys.modules of a worker after its first streamed and non-streamed
+request, minus the master's). Other versions may move modules: each import is tried on its own and a missing one
+is skipped, so the worst case is the old cost on a first request, never a failed start. The master logs one line
+(`llm-router: warmed ...`) saying how many imported and how long it took. In uvicorn mode nothing forks, so
+nothing is warmed and the command is exactly `litellm`.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import time
+
+# Roots only: importing one pulls in its parents and dependencies (measured: these load all ~107 modules).
+WARM_MODULES = (
+    "litellm.litellm_core_utils.default_encoding",  # tiktoken's encoding: the largest single cost
+    "litellm.experimental_mcp_client.client",
+    "litellm.integrations.shadow_eval_logger",
+    "litellm.llms.a2a.chat.guardrail_translation",
+    "litellm.llms.anthropic.chat.guardrail_translation",
+    "litellm.llms.bedrock.chat.converse_to_openai",
+    "litellm.llms.bedrock.passthrough.guardrail_translation",
+    "litellm.llms.bedrock.passthrough.transformation",
+    "litellm.llms.cohere.rerank.guardrail_translation",
+    "litellm.llms.gemini.google_genai.guardrail_translation",
+    "litellm.llms.github_copilot.authenticator",
+    "litellm.llms.github_copilot.per_user_auth",
+    "litellm.llms.litellm_proxy.chat.transformation",
+    "litellm.llms.mistral.ocr.guardrail_translation",
+    "litellm.llms.openai.completion.guardrail_translation",
+    "litellm.llms.openai.embeddings.guardrail_translation",
+    "litellm.llms.openai.speech.guardrail_translation",
+    "litellm.llms.openai.transcriptions.guardrail_translation",
+    "litellm.llms.openai.videos.guardrail_translation",
+    "litellm.llms.openai_like.dynamic_config",
+    "litellm.llms.pass_through.guardrail_translation",
+    "litellm.proxy._experimental.mcp_server.auth.user_api_key_auth_mcp",
+    "litellm.proxy._experimental.mcp_server.contracts",
+    "litellm.proxy._experimental.mcp_server.elicitation_handler",
+    "litellm.proxy._experimental.mcp_server.exceptions",
+    "litellm.proxy._experimental.mcp_server.faults.list_outcomes",
+    "litellm.proxy._experimental.mcp_server.guardrail_translation",
+    "litellm.proxy._experimental.mcp_server.interactions",
+    "litellm.proxy._experimental.mcp_server.legacy_callbacks",
+    "litellm.proxy._experimental.mcp_server.mcp_server_manager",
+    "litellm.proxy._experimental.mcp_server.semantic_tool_filter",
+    "litellm.proxy.admin_mcp",
+    "litellm.proxy.guardrails.guardrail_helpers",
+    "litellm.proxy.hooks.mcp_semantic_filter",
+    "litellm.proxy.pass_through_endpoints.common_utils",
+    "litellm.proxy.pass_through_endpoints.injected_stream_usage",
+    "litellm.proxy.pass_through_endpoints.llm_passthrough_endpoints",
+    "litellm.proxy.policy_engine.init_policies",
+    "litellm.sandbox.sandbox_tools",
+    "litellm_enterprise.proxy.auth.route_checks",
+)
+
+
+def warm(modules: tuple[str, ...] = WARM_MODULES) -> dict:
+    """Import each module that is not imported yet; one that fails is skipped. Returns what happened."""
+    started, before = time.perf_counter(), len(sys.modules)
+    skipped = []
+    for name in modules:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any failure only means this module stays lazy
+            skipped.append(f"{name} ({type(exc).__name__})")
+    return {"imported": len(sys.modules) - before, "skipped": skipped, "seconds": time.perf_counter() - started}
+
+
+# Besides imports, a worker's first request builds two kinds of lazy state (measured on 1.108.7 with FastAPI 0.165,
+# cProfile of a first chat completion: 660 ms, of which ~270 ms FastAPI's per-route contexts, built when a path is
+# first matched, and ~230 ms pydantic schemas that LiteLLM defers, DEFER_PYDANTIC_BUILD). Both are plain in-memory
+# state without I/O, so the master can build them once and every worker inherits them. Matching /v1/messages would
+# build the contexts of almost every route (1.5 s), so only these paths are matched.
+WARM_PATHS = ("/v1/chat/completions", "/v1/responses")
+WARM_MODELS = (  # the deferred models a first chat completion built (a name another version lacks is skipped)
+    "litellm.types.proxy.auth.user_api_key_auth.UserAPIKeyAuth",
+    "litellm.proxy.auth.network.TrustedProxyConfig",
+    "litellm.proxy.auth.network.NetworkContext",
+    "litellm.proxy.auth.resolvers.models.CredentialRef",
+    "litellm.proxy.auth.resolvers.models.UserIdentity",
+    "litellm.proxy.auth.resolvers.models.Principal",
+    "litellm.types.services.ServiceLoggerPayload",
+    "litellm.types.router.GenericLiteLLMParams",
+    "litellm.types.llms.openai.ResponsesAPIResponse",
+    "litellm.types.responses.main.OutputText",
+    "litellm.types.responses.main.GenericResponseOutputItem",
+    "litellm.types.llms.openai.ResponseAPIUsage",
+    "litellm.types.llms.openai.InputTokensDetails",
+    "litellm.types.llms.openai.OutputTokensDetails",
+    "litellm.types.router.ModelGroupInfo",
+    "litellm.proxy.hooks.batch_enqueued_tokens._BatchResponseView",
+)
+
+
+def warm_app(paths: tuple[str, ...] = WARM_PATHS, models: tuple[str, ...] = WARM_MODELS) -> dict:
+    """Match each path against the proxy app's routes (FastAPI builds their contexts) and complete each deferred
+    model's schema; what fails is skipped. Returns what happened."""
+    started, skipped, routes, built = time.perf_counter(), [], 0, 0
+    try:
+        from litellm.proxy.proxy_server import app
+        from starlette.routing import Match
+        for path in paths:
+            scope = {"type": "http", "path": path, "method": "POST", "headers": [], "query_string": b"",
+                     "root_path": "", "app": app}
+            try:
+                for route in app.router.routes:
+                    if route.matches(scope)[0] == Match.FULL:
+                        routes += 1
+                        break
+            except Exception as exc:  # noqa: BLE001 - stays lazy
+                skipped.append(f"{path} ({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - no app to warm: stays lazy
+        skipped.append(f"routes ({type(exc).__name__})")
+    for name in models:
+        module, _, attr = name.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), attr).model_rebuild()
+            built += 1
+        except Exception as exc:  # noqa: BLE001 - stays deferred
+            skipped.append(f"{name} ({type(exc).__name__})")
+    return {"routes": routes, "models": built, "skipped": skipped, "seconds": time.perf_counter() - started}
+
+
+def warm_all() -> dict:
+    """Imports, then the app's lazy state: one summary for the log line. (Measured: leaving tiktoken's encoding, the
+    largest import at ~120 ms, to after the first fork makes the first request 180 ms instead of ~50: it is on a
+    chat completion's path.)"""
+    result = warm()
+    app = warm_app()
+    return {"imported": result["imported"], "routes": app["routes"], "models": app["models"],
+            "skipped": result["skipped"] + app["skipped"], "seconds": result["seconds"] + app["seconds"]}
+
+
+WARMUP_ENV = "LLM_ROUTER_WARMUP"  # before-fork (default), after-fork, off
+def _log_warm(result: dict, when: str) -> None:
+    skipped = f"; skipped {len(result['skipped'])}: {', '.join(result['skipped'])}" if result["skipped"] else ""
+    app = f", {result['routes']} paths, {result['models']} models" if "routes" in result else ""
+    print(f"llm-router: warmed {result['imported']} modules{app} {when} in {result['seconds']:.2f} s{skipped}",
+          file=sys.stderr, flush=True)
+
+
+def config_arg(argv: list[str]) -> str | None:
+    """The value of LiteLLM's `--config`/`-c` flag in `argv`."""
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def install_warmup(config_path: str | None = None) -> bool:
+    """In the gunicorn master (the app is preloaded by then): warm the imports once around the first fork (see the
+    module's doc), and, with `config_path`, serve warm proofs on SIGWINCH from the folder beside it.
+
+    Returns False when gunicorn is not importable (uvicorn mode on a machine without it): nothing to do."""
+    try:
+        from gunicorn.arbiter import Arbiter
+    except ImportError:
+        return False
+    import os
+
+    from . import prove_worker
+
+    when = os.environ.get(WARMUP_ENV, "before-fork")
+    original = Arbiter.spawn_worker
+    folder = prove_worker.folder_for(config_path) if config_path else None
+
+    def spawn_worker(arbiter):
+        Arbiter.spawn_worker = original  # once per process (a forked worker never comes back here)
+        if folder is not None:
+            try:
+                prove_worker.write_hello(folder)
+            except OSError as exc:
+                print(f"llm-router: warm proofs are off ({exc})", file=sys.stderr, flush=True)
+        if when == "before-fork":
+            _log_warm(warm_all(), "before the first worker")
+        pid = original(arbiter)  # returns in the master only: the forked worker leaves it through SystemExit
+        if when == "after-fork":
+            _log_warm(warm_all(), "for the next workers")
+        return pid
+
+    Arbiter.spawn_worker = spawn_worker
+    if folder is not None:
+        plain_winch = Arbiter.handle_winch
+
+        def handle_winch(arbiter):
+            fds = [*getattr(arbiter, "PIPE", ())]
+            with contextlib.suppress(Exception):
+                fds += [listener.fileno() for listener in getattr(arbiter, "LISTENERS", ())]
+            prove_worker.serve_requests(folder, tuple(fds))
+            plain_winch(arbiter)
+
+        Arbiter.handle_winch = handle_winch
+    return True
+
+
+def main() -> None:
+    install_warmup(config_arg(sys.argv[1:]))
+    from litellm import run_server  # LiteLLM's own console entry point (click), with our argv
+
+    sys.argv[0] = "litellm"
+    sys.exit(run_server())
+
+
+if __name__ == "__main__":
+    main()
