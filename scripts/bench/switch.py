@@ -3,7 +3,7 @@
 A temporary repo (the tests' StackRepo layout: CLIProxyAPIPlus stand-in as the binary, plus a `paid` stand-in
 upstream) routes model group `coder` over two deployments whose order differs between profiles: `balanced` puts the
 paid one first, `cost` the subscription one (`x-litellm-model-id` tells which profile served a request). The stack is
-started with `service start all`, every profile is proven (`profiles.prove_all`), then for each LiteLLM mode:
+started with `service start all`, every profile is proven (`litellm.prove.prove_profiles`), then for each LiteLLM mode:
   gunicorn (default): `profile set` swaps the worker live (the measured path);
   uvicorn (baseline): `profile set` restarts LiteLLM;
 a threaded openai-client load (tests/load_support.Load, default --rate 25 req/s over 4 staggered threads) runs two
@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # run as a file: the checkout root makes `tests` 
 
 from llm_router import events, profiles  # noqa: E402
 from llm_router import stack as router_stack  # noqa: E402
+from llm_router.litellm import prove  # noqa: E402
 from llm_router.litellm import service as litellm_service  # noqa: E402
 from llm_router.output import table  # noqa: E402
 from llm_router.standin.cliproxy import write_codex_login  # noqa: E402
@@ -294,7 +295,7 @@ def measure_mode(stack: StackDir, procs: Processes, mode: str, args) -> tuple[li
         if prover is not None:  # let the background prover finish
             print("  waiting for the background prover ...", file=sys.stderr, flush=True)
             wait_gone(prover.pid, 300)
-        verdicts = profiles.prove_all(stack.cfg)  # every profile proven before the measured switches
+        verdicts = prove.prove_profiles(stack.cfg)  # every profile proven before the measured switches
         bad = {name: v["error"] for name, v in verdicts.items() if not v["ok"]}
         if bad:
             raise BenchError(f"profiles not loadable: {bad}")
@@ -372,7 +373,8 @@ def render(report: dict) -> str:
                          ["STATE", "MASTER", "WORKERS", "CLIPROXY", "PROVER_JOB", "OTHER_LITELLM", "TOTAL_RSS",
                           "TOTAL_PSS"]))
         out.append("OTHER_LITELLM: processes carrying LiteLLM's launch marker that are neither master nor worker "
-                   "(a resident or leftover prover); PROVER_JOB: the background `profile prove --all` if still running")
+                   "(a resident or leftover prover); PROVER_JOB: the background prover "
+                   "(`python -m llm_router.litellm.prove`) if still running")
     return "\n".join(out)
 
 

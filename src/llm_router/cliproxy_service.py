@@ -9,7 +9,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from . import cliproxy_lines, keys
+from . import keys
 from .config import UPSTREAM_KEY_ENV, RouterConfig
 from .errors import NOT_FOUND, USAGE, RouterError
 from .supervisor import health
@@ -52,7 +52,7 @@ def banner_version(log_path: Path, offset: int) -> str | None:
 def line_notes(cfg: RouterConfig) -> list[str]:
     """Which CLIProxyAPI line was started and what it lacks, probed from the running binary (read-only, never
     fatal: a probe that fails says nothing)."""
-    from . import cliproxy
+    from . import cliproxy, cliproxy_lines
 
     try:
         features = cliproxy.installed_features(cfg, ask_server=True)
@@ -71,8 +71,10 @@ def _after_ready(cfg: RouterConfig, record: ProcessRecord, offset: int) -> list[
 
 def _describe(cfg: RouterConfig, record: ProcessRecord, status: ServiceStatus) -> None:
     if record.version:  # from the recorded banner: no probe, nothing started
+        from .cliproxy_lines import classify
+
         with contextlib.suppress(ValueError, KeyError):
-            status.line = cliproxy_lines.classify(record.version).title
+            status.line = classify(record.version).title
 
 
 def probe(cfg: RouterConfig) -> health.Probe:

@@ -41,6 +41,20 @@ class Layout:
     root: Path
     runtime_dir: Path
 
+    @classmethod
+    def of_runtime_dir(cls, runtime_dir: Path) -> "Layout":
+        """The layout of a runtime folder, for code that knows only that folder (inside LiteLLM): the runtime and
+        state paths are right; `root` is a guess (the default `<root>/.router/runtime`)."""
+        return cls(root=runtime_dir.parent.parent, runtime_dir=runtime_dir)
+
+    @classmethod
+    def of_litellm_config(cls, config_path: Path) -> "Layout | None":
+        """The layout a running LiteLLM belongs to, from the config file it was started on
+        (`<runtime>/litellm/active.yaml`); None for a file elsewhere."""
+        if config_path.parent.name != "litellm":
+            return None
+        return cls.of_runtime_dir(config_path.parent.parent)
+
     @property
     def state_dir(self) -> Path:
         return self.runtime_dir.parent

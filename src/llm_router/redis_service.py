@@ -16,8 +16,6 @@ of the launch listening on the port (process.listens_on).
 """
 from __future__ import annotations
 
-import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -43,6 +41,8 @@ def password(cfg: RouterConfig, generate: bool = True) -> str | None:
 
 
 def find_binary(redis: RedisConfig) -> str | None:
+    import shutil  # here, like socket below: `status` loads this module and needs neither
+
     path = Path(redis.binary)
     if path.is_absolute() or "/" in redis.binary:
         return str(path) if path.is_file() else None
@@ -164,6 +164,8 @@ def call(host: str, port: int, secret: str | None, *commands: tuple[str, ...],
          timeout: float = PROBE_TIMEOUT, use_tls: bool = False) -> list[object]:
     """Send `commands` (after AUTH when `secret`) over one connection; the replies, errors as RedisReplyError
     values. Raises OSError/ConnectionError when Redis cannot be reached."""
+    import socket
+
     raw = socket.create_connection((host, port), timeout=timeout)
     if use_tls:
         import ssl

@@ -13,7 +13,6 @@ from typing import Callable
 
 from ..config import MASTER_KEY_ENV, RouterConfig
 from ..errors import USAGE, RouterError
-from ..journal import read_active
 from ..supervisor import health, process
 from ..supervisor import services as supervisor
 from ..supervisor.model import Launch, ServiceSpec, ServiceStatus
@@ -150,6 +149,8 @@ def worker_details(record: ProcessRecord) -> list[dict]:
 
 
 def _describe(cfg: RouterConfig, record: ProcessRecord, status: ServiceStatus) -> None:
+    from ..journal import read_active  # only for a running LiteLLM: `status` of a stopped stack never loads it
+
     info = read_active(cfg.layout)
     status.profile = info["name"] if info else None
     if record.mode == "gunicorn":

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import usage as store
+from ..layout import Layout
 
 DIR_ENV = "LLM_ROUTER_USAGE_DIR"
 MAX_DAYS_ENV = "LLM_ROUTER_USAGE_MAX_DAYS"
@@ -52,17 +53,15 @@ def usage_dir_for(config_path: str | os.PathLike | None, env: dict | None = None
         return Path(env[DIR_ENV])
     if not config_path:
         return None
-    path = Path(config_path)
-    if path.parent.name != "litellm":
-        return None
-    return path.parent.parent / "usage"
+    layout = Layout.of_litellm_config(Path(config_path))
+    return layout.usage_dir if layout else None
 
 
 def settings_for(usage_dir: Path, env: dict | None = None) -> store.Settings:
     env = os.environ if env is None else env
     max_days: Any = store.DEFAULT_MAX_DAYS
     max_mb: Any = store.DEFAULT_MAX_MB
-    cache = usage_dir.parent.parent / "cache" / "routertool.parsed.json"  # layout.parse_cache
+    cache = Layout.of_runtime_dir(usage_dir.parent).parse_cache  # usage_dir is <runtime>/usage
     try:
         with open(cache, "rb") as handle:
             data = json.loads(handle.read(8 << 20)).get("data") or {}
