@@ -170,6 +170,21 @@ class InstallLinesTest(LinesCase):
                               "cli-proxy-api-plus")
         self.assertNotIn("no GitHub Copilot", err)
 
+    def test_a_fork_tag_with_a_plus_suffix_can_be_pinned(self):
+        # kaitranntt/CLIProxyAPIPlus tags its releases like v7.1.5-0-plus (reference §9): pinned in routertool.yaml
+        # and on the command line alike
+        tagged = "7.1.5-0-plus"
+        publish(self.server, FORK, tagged, self.assets, platforms=PLATFORMS)
+        self.configure(cliproxy_repository=FORK, cliproxy_version=f"v{tagged}")
+        code, out, err = self.download()
+        self.assertEqual(code, 0, err)
+        manifest = self.manifest()
+        self.assertEqual((manifest["version"], manifest["line"], manifest["asset"]),
+                         (f"v{tagged}", PLUS_FORK_7, f"CLIProxyAPIPlus_{tagged}_linux_amd64.tar.gz"))
+        code, out, err = self.download("--cliproxy-version", f"v{tagged}")
+        self.assertEqual(code, 0, err)
+        self.assertIn("already installed", out)
+
     def test_release_with_both_kinds_takes_the_plus_asset(self):
         publish(self.server, FORK, FORK_V, self.assets, platforms=PLATFORMS, lines=[MAINLINE_7, PLUS_FORK_7])
         assets = {a["name"] for a in self.server.releases[(FORK, f"v{FORK_V}")]["assets"]}

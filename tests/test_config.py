@@ -9,6 +9,7 @@ import unittest
 from unittest import mock
 
 from llm_router import config as config_mod
+from llm_router.errors import RouterError
 from tests.support import REPO, TempRepo, run_cli, snapshot
 
 VALID = """\
@@ -111,6 +112,19 @@ class ValidConfigTest(TempRepo):
         cfg = config_mod.load(self.config_path, cwd=elsewhere)
         self.assertEqual(cfg.runtime_dir, self.root / ".router" / "runtime")
         self.assertEqual(cfg.services["cliproxyapi_plus"].config_file, self.root / "config" / "cliproxyapi.yaml")
+
+    def test_release_pins_of_every_line_are_accepted(self):
+        # mainline, Plus 6.x and the Plus forks' `-plus` tags (reference §9); anything else stays refused
+        for pin in ("v7.2.140", "7.2.140", "v6.9.28-0", "v7.1.5-0-plus", "v7.1.5-plus", "latest"):
+            with self.subTest(pin=pin):
+                self.write_config(VALID.replace("cliproxy_version: v6.9.28-0", f"cliproxy_version: {pin}", 1))
+                self.assertEqual(config_mod.load(self.config_path).bootstrap.cliproxy_version, pin)
+        for pin in ("v7.1.5-beta", "v7.1", "7.1.5-0-plus-plus", "v7.1.5-0-plus\n"):
+            with self.subTest(pin=pin):
+                self.write_config(VALID.replace("cliproxy_version: v6.9.28-0", f"cliproxy_version: {pin!r}", 1))
+                with self.assertRaises(RouterError) as caught:
+                    config_mod.load(self.config_path)
+                self.assertIn("bootstrap.cliproxy_version", " ".join([caught.exception.message, *caught.exception.details]))
 
     def test_json_config_is_accepted(self):
         data = {"config_version": 2, "services": {"litellm": {"port": 4100}}}

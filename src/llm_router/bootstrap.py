@@ -32,6 +32,7 @@ from . import cliproxy_lines, events, releases
 from .archives import CHUNK, Progress, extract_binary, writing
 from .cliproxy_binary import RUN_CHECK_TIMEOUT, binary_version, checked_version, read_manifest
 from .config import RouterConfig
+from .config_schema import REPOSITORY
 from .errors import CHECK_FAILED, NOT_FOUND, USAGE, RouterError
 from .fsutil import ensure_dir
 from .layout import Layout
@@ -45,8 +46,8 @@ import selectors  # noqa: F401  transitional: tests/test_hostile_state.py patche
 from .archives import FS_HINT, MAX_BINARY, MAX_MEMBERS  # noqa: F401
 from .cliproxy_binary import BANNER, MAX_PROBE_OUTPUT, probe  # noqa: F401
 from .releases import (ARCHES, ASSET, ATTEMPTS, BACKOFF, BINARIES, BINARY, CHECKSUMS, ERRNO_TEXT,  # noqa: F401
-                       LOOPBACK_HOSTS, MAX_DOWNLOAD, RELEASE_TAG, REPO_GONE_HINT, SHA256, TAG, TIMEOUT, UNVERIFIED_HINT,
-                       REPOSITORY, Source, asset_name, parse_checksums)
+                       LOOPBACK_HOSTS, MAX_DOWNLOAD, RELEASE_TAG, REPO_GONE_HINT, SHA256, TIMEOUT, UNVERIFIED_HINT,
+                       Source, asset_name, parse_checksums)
 # isort: on
 
 SERVICE = "cliproxyapi_plus"
@@ -174,7 +175,7 @@ def install(cfg: RouterConfig, version: str | None = None, repository: str | Non
     log = events.for_config(cfg)
     try:
         tag = normalize_tag(tag)
-        if not releases.REPOSITORY.match(repository):
+        if not REPOSITORY.match(repository):
             raise RouterError(f"not a repository: {repository!r}", hint="use OWNER/NAME", exit_code=USAGE)
         outcome = _download(cfg, tag, repository, archive, checksums, force, insecure_skip_checksum, progress)
         if other_repository:

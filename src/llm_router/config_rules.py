@@ -27,6 +27,8 @@ from .config_schema import (
     REDIS_KEYS,
     REDIS_PASSWORD_ENV,
     REDIS_PERSISTENCE,
+    RELEASE_PIN,
+    REPOSITORY,
     SERVICE_DEFAULTS,
     SERVICE_KEYS,
     SUPPORTED_VERSIONS,
@@ -126,12 +128,12 @@ def validate(data: dict, path: Path, lines: dict[str, int] | None = None,
     bootstrap_raw = _mapping(p, data, "bootstrap")
     p.unknown_keys(bootstrap_raw, set(BOOTSTRAP_DEFAULTS), "bootstrap")
     boot = {k: _string(p, bootstrap_raw, k, d, "bootstrap") for k, d in BOOTSTRAP_DEFAULTS.items()}
-    if boot["cliproxy_repository"] and not re.match(r"^[\w.-]+/[\w.-]+\Z", boot["cliproxy_repository"]):
+    if boot["cliproxy_repository"] and not REPOSITORY.match(boot["cliproxy_repository"]):
         p.add("bootstrap.cliproxy_repository", f"must look like OWNER/NAME, got {shown(boot['cliproxy_repository'])}")
     if boot["cliproxy_version"] and boot["cliproxy_version"] != "latest" \
-            and not re.match(r"^v?\d+\.\d+\.\d+(-\d+)?\Z", boot["cliproxy_version"]):
-        p.add("bootstrap.cliproxy_version",
-              f"must be a release tag like v6.9.28-0, or \"latest\", got {shown(boot['cliproxy_version'])}")
+            and not RELEASE_PIN.match(boot["cliproxy_version"]):
+        p.add("bootstrap.cliproxy_version", "must be a release tag like v7.2.31, v6.9.28-0 or v7.1.5-0-plus, or "
+              f"\"latest\", got {shown(boot['cliproxy_version'])}")
     if boot["github_api_url"] and not re.match(r"^https?://", boot["github_api_url"]):
         p.add("bootstrap.github_api_url", f"must be an http(s) URL, got {shown(boot['github_api_url'])}")
 

@@ -31,6 +31,10 @@ TIERS = ("subscription", "paid")
 DEFAULT_TIER = {"cliproxyapi_plus": "subscription", "openai_compatible": "paid"}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z, not $: "$" also matches before a trailing newline
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# A release a user may pin (bootstrap.cliproxy_version, --cliproxy-version): mainline v7.2.31, Plus v6.9.28-0, and
+# the Plus forks' v7.1.5-0-plus / v7.1.5-plus
+RELEASE_PIN = re.compile(r"^v?\d+\.\d+\.\d+(-\d+)?(-plus)?\Z")
+REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+\Z")  # OWNER/NAME on GitHub
 MAX_CONFIG_BYTES = 1 << 20  # routertool.yaml, and the Codex CLI's auth.json
 MAX_SECRET_BYTES = 64 << 10  # a secret file
 

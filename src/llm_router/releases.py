@@ -22,15 +22,14 @@ from urllib.parse import quote, urlsplit
 
 from . import cliproxy_lines
 from .archives import CHUNK, Progress, write_chunks
+from .config_schema import RELEASE_PIN
 from .errors import AUTH, CHECK_FAILED, NOT_FOUND, UNAVAILABLE, USAGE, RouterError
 
 CHECKSUMS = "checksums.txt"
 BINARY = "cli-proxy-api-plus"  # the Plus lines' name inside the archive (`.exe` on Windows); mainline: cli-proxy-api
 BINARIES = ("cli-proxy-api-plus", "cli-proxy-api")  # every name a release archive may use for the binary
 ASSET = cliproxy_lines.ASSET  # `<CLIProxyAPI|CLIProxyAPIPlus>_<version>_<os>_<arch>[_no-plugin].<tar.gz|zip>`
-TAG = re.compile(r"^v?\d+\.\d+\.\d+(-\d+)?$")
 RELEASE_TAG = re.compile(r"^v?\d[0-9A-Za-z._+-]{0,63}$")  # what a release may call itself (forks: v7.1.5-0-plus)
-REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)|Error\(-?\d+, '([^']+)'\)")
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -84,8 +83,9 @@ def normalize_tag(tag: str) -> str:
     """`latest`, or a release tag with its leading `v` (6.9.28-0 -> v6.9.28-0)."""
     if tag == "latest":
         return tag
-    if not TAG.match(tag):
-        raise RouterError(f"not a release tag: {tag!r}", hint='use a tag like v6.9.28-0, or "latest"', exit_code=USAGE)
+    if not RELEASE_PIN.match(tag):
+        raise RouterError(f"not a release tag: {tag!r}", hint='use a tag like v7.2.31, v6.9.28-0 or v7.1.5-0-plus, '
+                          'or "latest"', exit_code=USAGE)
     return tag if tag.startswith("v") else f"v{tag}"
 
 
