@@ -45,7 +45,7 @@ PROFILE = """\
 {% block router_settings %}
 router_settings:
   routing_strategy: simple-shuffle
-  optional_pre_call_checks: ["enforce_model_rate_limits"]
+  optional_pre_call_checks: {{ pre_call_checks | tojson }}   # the shipped profiles' list: rpm is set below
   num_retries: 1
   retry_policy: {RateLimitErrorRetries: 0, TimeoutErrorRetries: 1, InternalServerErrorRetries: 1}
   allowed_fails: 0

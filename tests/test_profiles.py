@@ -176,6 +176,18 @@ class RenderingRulesTest(ProfileRepo):
         timeouts = {n: self.deployments(n, "chat")[0]["litellm_params"]["timeout"] for n in ("balanced", "reliability")}
         self.assertGreater(timeouts["reliability"], timeouts["balanced"])
 
+    def test_rate_limits_are_enforced_only_when_a_deployment_sets_one(self):
+        for name in ("balanced", "cost", "reliability"):
+            checks = yaml.safe_load(profiles.render(self.cfg, name))["router_settings"]["optional_pre_call_checks"]
+            self.assertEqual(checks, ["responses_api_deployment_check"], name)
+        self.write_config(CONFIG.replace("{provider: cliproxy, model: gpt-5}", "{provider: cliproxy, model: gpt-5, rpm: 30}"))
+        for name in ("balanced", "cost", "reliability"):
+            data = yaml.safe_load(profiles.render(self.cfg, name))
+            self.assertEqual(data["router_settings"]["optional_pre_call_checks"],
+                             ["responses_api_deployment_check", "enforce_model_rate_limits"], name)
+            limited = [d for d in data["model_list"] if d["model_name"] == "chat"]
+            self.assertEqual([d["litellm_params"].get("rpm") for d in limited], [30], name)
+
     def test_rendering_is_deterministic(self):
         self.assertEqual(profiles.render(self.cfg, "balanced"), profiles.render(self.cfg, "balanced"))
 

@@ -182,7 +182,12 @@ def context(cfg: config_mod.RouterConfig, name: str) -> dict:
                "deployments": [{**providers[d["provider"]], **d, "id": f"{group['name']}/{d['provider']}/{d['model']}"}
                                for d in group["deployments"]]}
               for group in config_mod.models_view(cfg)]
-    result = {"profile": name, "providers": providers, "models": models, "services": config_mod.services_view(cfg)}
+    limited = any(d.get("rpm") is not None or d.get("tpm") is not None for g in models for d in g["deployments"])
+    # LiteLLM's pre-call checks every shipped profile lists: previous_response_id -> the deployment that answered it,
+    # and deployment rpm/tpm limits enforced (shared through Redis) only when routertool.yaml sets one
+    checks = ["responses_api_deployment_check", *(["enforce_model_rate_limits"] if limited else [])]
+    result = {"profile": name, "providers": providers, "models": models, "services": config_mod.services_view(cfg),
+              "pre_call_checks": checks}
     _refuse_unsafe_strings(result, "")
     return result
 
