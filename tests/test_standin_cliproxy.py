@@ -1,4 +1,8 @@
-"""The CLIProxyAPIPlus stand-in, run as a real process (and as an installed fake binary)."""
+"""The CLIProxyAPIPlus stand-in, run as a real process (and as an installed fake binary).
+
+These run once, on the default line (6.9.28-0), and check what every line does alike. What a line changes
+(banner, flags, routes, management 401/404 rules, Copilot) is in test_standin_lines.py, run on each line.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,14 @@ import socket
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import unittest
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, quote, urlsplit
 
-from llm_router.standin.cliproxy import build_release_archive, install_fake_binary, jwt_claims, write_checksums
+from llm_router.standin.cliproxy import DEFAULT_VERSION, banner, build_release_archive, jwt_claims, write_checksums
 from llm_router.standin.process import (
     Reply,
     StandinError,
@@ -33,10 +35,11 @@ from llm_router.standin.process import (
     stats,
 )
 
-BANNER = "CLIProxyAPI Version: 6.9.28-0-plus, Commit: standin, BuiltAt: 2026-04-17T00:00:00Z"
+BANNER = banner(DEFAULT_VERSION)  # the default line's; test_standin_lines.py checks every line's
 CLIENT_KEY = "client-key"
 SECRET = "management-plaintext"
 VISIT = "Visit the following URL to continue authentication:"
+CODEX_ONLY_MODEL = "gpt-5.1-codex-max"  # served by a Codex file on every line (Copilot files: per line)
 
 
 def cli_command(*args: str) -> list[str]:
@@ -107,7 +110,7 @@ class CommandLineTest(TempDirCase):
         cls.auth_dir = cls.dir / "auths"
         cls.config = write_config(cls.dir / "config.yaml", cls.auth_dir, port=free_port())
 
-    def test_help_prints_banner_first_and_exits_zero(self) -> None:
+    def test_help_spellings_print_banner_first_and_exit_zero(self) -> None:
         for flag in ("-h", "--help", "-help"):
             result = run_cli(flag)
             self.assertEqual(result.returncode, 0)
@@ -120,10 +123,6 @@ class CommandLineTest(TempDirCase):
         self.assertEqual(result.stdout.splitlines()[0], BANNER)
         self.assertIn("flag provided but not defined: -nope", result.stderr)
         self.assertEqual(run_cli("-config").returncode, 2)
-
-    def test_version_comes_from_the_environment(self) -> None:
-        result = run_cli("-h", env={"CLIPROXY_STANDIN_VERSION": "6.6.9-0"})
-        self.assertTrue(result.stdout.startswith("CLIProxyAPI Version: 6.6.9-0-plus, Commit: standin"))
 
     def test_missing_config_logs_and_exits_zero_without_serving(self) -> None:
         result = run_cli("-config", str(self.dir / "missing.yaml"))
@@ -156,17 +155,7 @@ class CommandLineTest(TempDirCase):
             start_cliproxy(self.dir / "missing.yaml")
         self.assertIn("failed to load config", str(caught.exception))
 
-    def test_github_copilot_login_approve_writes_0644_file(self) -> None:
-        flow = {"CLIPROXY_STANDIN_DEVICE_FLOW": "approve:octo"}
-        result = run_cli("-github-copilot-login", "-config", str(self.config), env=flow)
-        self.assertEqual(result.returncode, 0, result.stdout)
-        self.assertIn("To authenticate, please visit: https://github.com/login/device", result.stdout)
-        self.assertIn("And enter the code: ABCD-1234", result.stdout)
-        path = self.auth_dir / "github-copilot-octo.json"
-        self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o644)
-        record = json.loads(path.read_text())
-        self.assertEqual((record["type"], record["username"]), ("github-copilot", "octo"))
-        self.assertTrue(record["access_token"].startswith("gho_"))
+    # -github-copilot-login exists on the Plus lines only (its approval on each line: test_standin_lines.py)
 
     def test_github_copilot_login_deny_exits_1(self) -> None:
         flow = {"CLIPROXY_STANDIN_DEVICE_FLOW": "deny"}
@@ -195,31 +184,12 @@ class CommandLineTest(TempDirCase):
         record = json.loads((self.auth_dir / "codex-cli@example.com-pro.json").read_text())
         self.assertEqual(record["email"], "cli@example.com")
 
-    def test_installed_fake_binary_runs_outside_the_venv(self) -> None:
-        binary = install_fake_binary(self.dir / "bin" / "cli-proxy-api-plus", version="6.9.10-1")
-        self.assertEqual(stat.S_IMODE(binary.stat().st_mode), 0o755)
-        env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        result = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=60, env=env, cwd=self.dir)
-        self.assertEqual(result.returncode, 0)
-        self.assertEqual(result.stdout.splitlines()[0], BANNER.replace("6.9.28-0", "6.9.10-1"))
 
+class ProxyClient:
+    """Calls to a running stand-in at `self.url` with CLIENT_KEY and SECRET (mixed into TestCases)."""
 
-class ServerTest(TempDirCase):
-    """One stand-in with a client key, a management secret and an openai-compatibility model."""
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.dir = cls.make_temp_dir()
-        cls.auth_dir = cls.dir / "auths"
-        cls.config = write_config(
-            cls.dir / "config.yaml", cls.auth_dir, port=free_port(), secret=SECRET, api_keys=(CLIENT_KEY,)
-        )
-        cls.proxy = start_cliproxy(cls.config)
-        cls.addClassCleanup(cls.proxy.stop)
-        cls.url = cls.proxy.base_url
-
-    def setUp(self) -> None:
-        reset(self.url)
+    url: str
+    auth_dir: Path
 
     def client(self, method: str, path: str, body: Any = None) -> Reply:
         return call(method, self.url + path, body, {"Authorization": f"Bearer {CLIENT_KEY}"})
@@ -250,13 +220,25 @@ class ServerTest(TempDirCase):
     def auth_status(self, state: str) -> dict[str, str]:
         return self.manage("GET", f"/get-auth-status?state={state}").json()
 
-    # public routes
 
-    def test_root_and_healthz_need_no_key(self) -> None:
-        root = call("GET", self.url + "/").json()
-        self.assertEqual(root["message"], "CLI Proxy API Server")
-        self.assertIn("GET /v1/models", root["endpoints"])
-        self.assertEqual(call("GET", self.url + "/healthz").json(), {"status": "ok"})
+class ServerTest(ProxyClient, TempDirCase):
+    """One stand-in with a client key, a management secret and an openai-compatibility model."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.dir = cls.make_temp_dir()
+        cls.auth_dir = cls.dir / "auths"
+        cls.config = write_config(
+            cls.dir / "config.yaml", cls.auth_dir, port=free_port(), secret=SECRET, api_keys=(CLIENT_KEY,)
+        )
+        cls.proxy = start_cliproxy(cls.config)
+        cls.addClassCleanup(cls.proxy.stop)
+        cls.url = cls.proxy.base_url
+
+    def setUp(self) -> None:
+        reset(self.url)
+
+    # public routes (/ and /healthz: test_standin_lines.py)
 
     def test_client_key_errors_and_sources(self) -> None:
         missing = call("GET", self.url + "/v1/models")
@@ -285,16 +267,16 @@ class ServerTest(TempDirCase):
         self.assertEqual(self.manage("GET", "/api-keys").json(), {"api-keys": [CLIENT_KEY]})
 
     def test_models_follow_auth_files_in_auth_dir(self) -> None:
-        self.assertNotIn("raptor-mini", self.model_ids())
+        self.assertNotIn(CODEX_ONLY_MODEL, self.model_ids())
         self.assertIn("compat-model", self.model_ids())
-        path = self.auth_dir / "github-copilot-dropped.json"
+        path = self.auth_dir / "codex-dropped@example.com-plus.json"
         self.forget_later(path.name)
-        path.write_text(json.dumps({"type": "github-copilot", "username": "dropped", "access_token": "gho_x"}))
-        wait_until(lambda: "raptor-mini" in self.model_ids(), "a dropped auth file to be picked up")
+        path.write_text(json.dumps({"type": "codex", "email": "dropped@example.com"}))
+        wait_until(lambda: CODEX_ONLY_MODEL in self.model_ids(), "a dropped auth file to be picked up")
         owners = {model["id"]: model["owned_by"] for model in self.client("GET", "/v1/models").json()["data"]}
-        self.assertEqual(owners["raptor-mini"], "github-copilot")
+        self.assertEqual(owners[CODEX_ONLY_MODEL], "openai")
         path.unlink()
-        wait_until(lambda: "raptor-mini" not in self.model_ids(), "a removed auth file to be dropped")
+        wait_until(lambda: CODEX_ONLY_MODEL not in self.model_ids(), "a removed auth file to be dropped")
 
     def test_files_without_type_are_ignored(self) -> None:
         self.upload("no-type.json", {"email": "x@example.com"})
@@ -353,26 +335,8 @@ class ServerTest(TempDirCase):
         self.assertEqual(len(sse_payloads(caught.exception.partial)), 2)
         self.assertEqual(self.chat("compat-model", stream=True).status, 200)
 
-    # management API
-
-    def test_management_key_errors_and_version_header(self) -> None:
-        url = f"{self.url}/v0/management/api-keys"
-        missing = call("GET", url)
-        self.assertEqual((missing.status, missing.json()), (401, {"error": "missing management key"}))
-        self.assertEqual(missing.headers["X-CPA-VERSION"], "6.9.28-0-plus")
-        wrong = call("GET", url, headers={"Authorization": "Bearer wrong"})
-        self.assertEqual((wrong.status, wrong.json()), (401, {"error": "invalid management key"}))
-        for headers in ({"X-Management-Key": SECRET}, {"Authorization": SECRET}):
-            self.assertEqual(call("GET", url, headers=headers).status, 200)
-        self.assertEqual(call("GET", f"{self.url}/v0/management/no-such-route").status, 404)
-
-    def test_config_usage_and_latest_version(self) -> None:
-        config = self.manage("GET", "/config").json()
-        self.assertEqual(config["api-keys"], [CLIENT_KEY])
-        for hidden in ("host", "port", "auth-dir", "remote-management"):
-            self.assertNotIn(hidden, config)
-        self.assertEqual(self.manage("GET", "/usage").json()["usage"]["total_requests"], 0)
-        self.assertEqual(self.manage("GET", "/latest-version").json(), {"latest-version": "v6.9.28-0"})
+    # management API (key errors, X-CPA-VERSION, /usage, /latest-version, OAuth states, /github-auth-url:
+    # test_standin_lines.py)
 
     def test_auth_files_get_post_delete(self) -> None:
         codex, copilot = "codex-up@example.com-plus.json", "github-copilot-up.json"
@@ -385,7 +349,7 @@ class ServerTest(TempDirCase):
         self.assertEqual(self.manage("POST", f"/auth-files?name={copilot}", raw).status, 200)
         for name in (codex, copilot):
             self.assertEqual(stat.S_IMODE((self.auth_dir / name).stat().st_mode), 0o600)
-        self.assertIn("raptor-mini", self.model_ids())  # registered at once, no poll needed
+        self.assertIn(CODEX_ONLY_MODEL, self.model_ids())  # registered at once, no poll needed
         entry = {item["name"]: item for item in self.manage("GET", "/auth-files").json()["files"]}[codex]
         fields = ("type", "provider", "email", "source", "account_type", "last_refresh")
         self.assertEqual(
@@ -424,10 +388,6 @@ class ServerTest(TempDirCase):
         self.assertGreater(jwt_claims(record["access_token"])["exp"], time.time())
         self.assertIn("gpt-5.3-codex-spark", self.model_ids())
 
-    def test_unknown_or_empty_state_reads_ok(self) -> None:
-        self.assertEqual(self.auth_status("never-issued"), {"status": "ok"})
-        self.assertEqual(self.manage("GET", "/get-auth-status").json(), {"status": "ok"})
-
     def test_oauth_callback_completes_or_404s(self) -> None:
         state = self.start_login("/codex-auth-url")
         self.forget_later("codex-user@example.com-plus.json")
@@ -449,20 +409,6 @@ class ServerTest(TempDirCase):
         self.assertEqual(self.auth_status(state), failed)
         self.assertNotIn(state, pending_oauth(self.url))
 
-    def test_github_device_login_through_management(self) -> None:
-        reply = self.manage("GET", "/github-auth-url").json()
-        self.assertEqual((reply["url"], reply["user_code"]), ("https://github.com/login/device", "ABCD-1234"))
-        self.assertTrue(reply["state"].startswith("gh-"))
-        self.assertEqual(self.auth_status(reply["state"]), {"status": "wait"})
-        path = self.auth_dir / "github-copilot-octocat.json"
-        self.forget_later(path.name)
-        complete_oauth(self.url, reply["state"], login="octocat")
-        self.assertEqual(self.auth_status(reply["state"]), {"status": "ok"})
-        record = json.loads(path.read_text())
-        expected = {"token_type": "bearer", "scope": "user:email", "username": "octocat", "type": "github-copilot"}
-        self.assertEqual({key: record[key] for key in expected}, expected)
-        self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o644)
-
 
 class OpenServerTest(TempDirCase):
     """No port, no api-keys and no secret-key in the config."""
@@ -482,11 +428,6 @@ class OpenServerTest(TempDirCase):
     def test_empty_api_keys_means_open_access(self) -> None:
         self.assertEqual(call("GET", self.proxy.base_url + "/v1/models").status, 200)
 
-    def test_management_is_404_without_secret(self) -> None:
-        reply = call("GET", self.proxy.base_url + "/v0/management/auth-files", headers={"X-Management-Key": "any"})
-        self.assertEqual(reply.status, 404)
-        self.assertIsNone(reply.headers["X-CPA-VERSION"])
-
     def test_auth_dir_is_created(self) -> None:
         self.assertTrue(self.auth_dir.is_dir())
 
@@ -505,23 +446,6 @@ class RestartTest(TempDirCase):
                 reply = call("GET", f"{proxy.base_url}/v0/management/api-keys", headers={"X-Management-Key": SECRET})
                 self.assertEqual(reply.status, 200)
             self.assertNotIn(SECRET, config.read_text())
-
-
-class OldBuildTest(TempDirCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.dir = cls.make_temp_dir()
-        config = write_config(cls.dir / "config.yaml", cls.dir / "auths", secret=SECRET)
-        cls.proxy = start_cliproxy(config, env={"CLIPROXY_STANDIN_VERSION": "6.6.9-0"})
-        cls.addClassCleanup(cls.proxy.stop)
-
-    def manage(self, path: str) -> Reply:
-        return call("GET", f"{self.proxy.base_url}/v0/management{path}", headers={"X-Management-Key": SECRET})
-
-    def test_no_healthz_and_no_github_auth_url_before_6_9(self) -> None:
-        self.assertEqual(call("GET", self.proxy.base_url + "/healthz").status, 404)
-        self.assertEqual(self.manage("/github-auth-url").status, 404)
-        self.assertEqual(self.manage("/latest-version").json(), {"latest-version": "v6.6.9-0"})
 
 
 class EnvironmentControlTest(TempDirCase):
@@ -548,28 +472,7 @@ class EnvironmentControlTest(TempDirCase):
 
 
 class ReleaseArchiveTest(TempDirCase):
-    EXTRAS = {"config.example.yaml", "LICENSE", "README.md", "README_CN.md"}
-
-    def test_tar_gz_archive_runs_and_is_reproducible(self) -> None:
-        directory = self.make_temp_dir()
-        archive = build_release_archive(directory, "6.9.28-0", "linux", "amd64")
-        self.assertEqual(archive.name, "CLIProxyAPIPlus_6.9.28-0_linux_amd64.tar.gz")
-        with tarfile.open(archive) as bundle:
-            members = {member.name: member for member in bundle.getmembers()}
-            self.assertEqual(set(members), self.EXTRAS | {"cli-proxy-api-plus"})
-            self.assertEqual(members["cli-proxy-api-plus"].mode, 0o755)
-            bundle.extractall(directory / "x", filter="data")
-        binary = directory / "x" / "cli-proxy-api-plus"
-        result = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=60)
-        self.assertEqual(result.stdout.splitlines()[0], BANNER)
-        again = build_release_archive(directory / "again", "6.9.28-0", "linux", "amd64")
-        self.assertEqual(archive.read_bytes(), again.read_bytes())
-
-    def test_windows_archive_is_a_zip_with_exe(self) -> None:
-        archive = build_release_archive(self.make_temp_dir(), "v6.9.27-0", "windows", "amd64")
-        self.assertEqual(archive.name, "CLIProxyAPIPlus_6.9.27-0_windows_amd64.zip")
-        with zipfile.ZipFile(archive) as bundle:
-            self.assertEqual(set(bundle.namelist()), self.EXTRAS | {"cli-proxy-api-plus.exe"})
+    """(Each line's archive names and contents: test_standin_lines.py.)"""
 
     def test_checksums_file_is_goreleaser_format(self) -> None:
         directory = self.make_temp_dir()

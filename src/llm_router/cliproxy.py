@@ -2,7 +2,8 @@
 
 The binary bcrypt-hashes a plaintext `remote-management.secret-key` and rewrites its config file, so it is never
 started on the user's file: `write_runtime_config` derives `.router/runtime/cliproxyapi.yaml` (0600) on every
-start, with the keys llm-router must control enforced.
+start, with the keys llm-router must control enforced, and `routing.session-affinity: true` added where the installed
+line has it and the user's file does not set it (`session_affinity_rule`).
 """
 from __future__ import annotations
 
@@ -21,22 +22,49 @@ from .fsutil import atomic_write, ensure_private_dir
 from .supervisor.health import loopback_opener
 
 SERVICE = "cliproxyapi_plus"
+# The keys that switch CLIProxyAPI's session affinity (sdk/cliproxy/builder.go, 7c24d54ca, v6.9.27): either one on
+# turns it on; `claude-code-session-affinity` is the deprecated alias. A user's file that sets either keeps its value.
+AFFINITY_KEYS = ("session-affinity", "claude-code-session-affinity")
 
 
-def runtime_config(cfg: RouterConfig) -> dict:
-    """The user's CLIProxyAPIPlus config with the enforced keys applied (pure; nothing is written)."""
+def user_config(cfg: RouterConfig) -> dict:
+    """The user's CLIProxyAPIPlus config (services.cliproxyapi_plus.config_file) as a mapping; {} when unset."""
     svc = cfg.services[SERVICE]
-    user: dict = {}
-    if svc.config_file is not None and svc.config_file.exists():
-        try:
-            loaded = yaml.safe_load(svc.config_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise RouterError(f"cannot read services.cliproxyapi_plus.config_file {svc.config_file}: "
-                              f"{str(exc).splitlines()[0]}", hint="fix the YAML, or start from "
-                              "config/examples/cliproxyapi.yaml", exit_code=USAGE) from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise RouterError(f"{svc.config_file}: a CLIProxyAPIPlus config must be a mapping", exit_code=USAGE)
-        user = loaded or {}
+    if svc.config_file is None or not svc.config_file.exists():
+        return {}
+    try:
+        loaded = yaml.safe_load(svc.config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RouterError(f"cannot read services.cliproxyapi_plus.config_file {svc.config_file}: "
+                          f"{str(exc).splitlines()[0]}", hint="fix the YAML, or start from "
+                          "config/examples/cliproxyapi.yaml", exit_code=USAGE) from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise RouterError(f"{svc.config_file}: a CLIProxyAPIPlus config must be a mapping", exit_code=USAGE)
+    return loaded or {}
+
+
+def leaves_affinity_to_us(user: dict) -> bool:
+    """Whether the user's config leaves session affinity unset: `routing` absent, or a mapping with neither key."""
+    routing = user.get("routing")
+    return routing is None or (isinstance(routing, dict) and not any(key in routing for key in AFFINITY_KEYS))
+
+
+def session_affinity_rule(user: dict, features) -> dict | None:
+    """The `routing` mapping to write: the user's with `session-affinity: true` added when the installed line has it
+    (`features.session_affinity`) and the user's config leaves it unset; None to leave `routing` as the user wrote it
+    (a line without the feature, an unknown binary, an explicit user value, a `routing` that is not a mapping).
+    CLIProxyAPI then keeps a session (a session header, `metadata.user_id`, `prompt_cache_key` on 7.2.103+, or the
+    first messages) on the account that served it; docs/clients.md says what a client sends."""
+    if features is None or not getattr(features, "session_affinity", False) or not leaves_affinity_to_us(user):
+        return None
+    return {**(user.get("routing") or {}), "session-affinity": True}
+
+
+def runtime_config(cfg: RouterConfig, features=None, user: dict | None = None) -> dict:
+    """The user's CLIProxyAPIPlus config with the enforced keys applied (pure; nothing is written). `features` is
+    what the installed binary offers (cliproxy_lines.Features; None: unknown, so no routing key is added)."""
+    svc = cfg.services[SERVICE]
+    user = user_config(cfg) if user is None else user
     upstream_key = keys.ensure_key(cfg, UPSTREAM_KEY_ENV)
     management_key = keys.ensure_key(cfg, keys.MANAGEMENT_KEY)
     from .cliproxy_lines import is_sample_key
@@ -56,16 +84,27 @@ def runtime_config(cfg: RouterConfig) -> dict:
     remote = dict(user.get("remote-management") or {})
     remote.update({"allow-remote": False, "secret-key": management_key, "disable-control-panel": True})
     enforced["remote-management"] = remote
+    routing = session_affinity_rule(user, features)
+    if routing is not None:
+        enforced["routing"] = routing
     return enforced
 
 
-def write_runtime_config(cfg: RouterConfig) -> str:
-    """Write the runtime config (0600) and make sure the auth folder exists (0700); returns its path."""
+def write_runtime_config(cfg: RouterConfig, features=None) -> str:
+    """Write the runtime config (0600) and make sure the auth folder exists (0700); returns its path. Without
+    `features`, and only when the user's config leaves session affinity unset, the installed binary's `-h` banner
+    says which line it is (a binary that does not answer is taken to lack it; its start reports the rest)."""
     layout = cfg.layout
     ensure_private_dir(layout.auths_dir)
+    user = user_config(cfg)
+    if features is None and leaves_affinity_to_us(user):
+        try:
+            features = installed_features(cfg)
+        except (RouterError, OSError, ValueError, KeyError):
+            features = None
     header = ("# Generated by llm-router from services.cliproxyapi_plus.config_file on every start: do not edit.\n"
               "# CLIProxyAPIPlus rewrites this file (it hashes the management key).\n")
-    body = yaml.safe_dump(runtime_config(cfg), sort_keys=False, default_flow_style=False)
+    body = yaml.safe_dump(runtime_config(cfg, features, user), sort_keys=False, default_flow_style=False)
     atomic_write(layout.cliproxy_runtime_config, header + body, mode=0o600)
     return str(layout.cliproxy_runtime_config)
 

@@ -10,6 +10,7 @@ session traps of the real server, answering inference itself. It never contacts 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import email.parser
 import email.policy
@@ -42,6 +43,7 @@ import yaml
 from llm_router.cliproxy_lines import (
     CODEX_MODELS,
     CODEX_PAID_MODELS,
+    COPILOT,
     COPILOT_MODELS,
     LINES,
     MAINLINE_7,
@@ -623,6 +625,330 @@ def codex_auth_url(state: str) -> str:
     return f"{CODEX_AUTHORIZE_URL}?{urlencode(sorted(params.items()))}"
 
 
+# --- account choice: round-robin or fill-first, and session affinity -----------------------------
+#
+# Upstream's selectors (sdk/cliproxy/auth/selector.go): the candidates are the usable auths of the provider for the
+# model, sorted by ID; round-robin keeps one cursor per provider:model, fill-first takes the first. With
+# routing.session-affinity (7c24d54ca, first tag v6.9.27) a SessionAffinitySelector wraps either: it keys a session
+# on the request (`session_ids`), keeps session -> auth for session-affinity-ttl (default 1h, refreshed by each hit),
+# and when the bound auth is no longer usable picks again with the wrapped selector and binds the new one.
+# `previous_response_id` is not a session key on any line (and the Codex executor deletes it from the body it sends).
+
+FILL_FIRST = ("fill-first", "fillfirst", "ff")  # sdk/cliproxy/builder.go
+DEFAULT_AFFINITY_TTL = 3600.0
+MAX_BINDINGS = 4096  # expired bindings are dropped past this many
+CODEX_SESSION_HEADERS = (6, 9, 42)  # 3ac39dcc7: Session_id (Codex), X-Amp-Thread-Id, X-Client-Request-Id headers
+CODEX_SESSION_ID_HEADER = (7, 1, 37)  # 05b972479: Session-Id, before Session_id
+NATIVE_SESSION_SIGNALS = (7, 2, 103)  # a97b1ae62 (+ f6c32ec3f's derived identity): the order of v7.2.140
+CLAUDE_SESSION = re.compile(r"_session_([a-f0-9-]+)$")
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: Any) -> float | None:
+    """Seconds of a Go `time.ParseDuration` string ("1h", "90m", "1h30m", "0"); None when it does not parse."""
+    text = str(text or "").strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.lstrip("+-")
+    if text == "0":
+        return 0.0
+    if not text or _GO_DURATION.sub("", text):
+        return None
+    return sign * sum(float(number) * _GO_UNITS[unit] for number, unit in _GO_DURATION.findall(text))
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The `routing` settings the selector is built from; a change rebuilds it (sdk/cliproxy/service.go)."""
+
+    fill_first: bool = False
+    affinity: bool = False
+    ttl: float = DEFAULT_AFFINITY_TTL
+
+    @classmethod
+    def from_config(cls, public: dict[str, Any], features: Features) -> Routing:
+        routing = public.get("routing")
+        routing = routing if isinstance(routing, dict) else {}
+        strategy = str(routing.get("strategy") or "").strip().lower() if features.routing_strategy else ""
+        if not features.session_affinity:
+            return cls(fill_first=strategy in FILL_FIRST)
+        affinity = routing.get("session-affinity") is True or routing.get("claude-code-session-affinity") is True
+        ttl = go_duration(routing.get("session-affinity-ttl")) if routing.get("session-affinity-ttl") else None
+        return cls(strategy in FILL_FIRST, affinity, ttl if ttl and ttl > 0 else DEFAULT_AFFINITY_TTL)
+
+
+def _text(value: Any) -> str:
+    """What gjson's `.String()` gives for a JSON value (a string as is, other values as JSON, null: empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _path(body: dict[str, Any], dotted: str) -> str:
+    value: Any = body
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return _text(value)
+
+
+def _explicit(raw: str) -> str:
+    """sdk/cliproxy/session NormalizeExplicitID (v7.2.103+): no control characters, trimmed, at most 256."""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in raw):
+        return ""
+    raw = raw.strip()
+    return raw if len(raw) <= 256 else ""
+
+
+def _fnv1a64(data: bytes) -> int:
+    value = 0xCBF29CE484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+def _session_hash(system: bytes, user: bytes, assistant: bytes) -> str:
+    data = b""
+    if system:
+        data += b"sys:" + system + b"\n"
+    if user:
+        data += b"usr:" + user + b"\n"
+    if assistant:
+        data += b"ast:" + assistant + b"\n"
+    return f"msg:{_fnv1a64(data):016x}"
+
+
+def _joined(content: Any, kinds: tuple[str, ...]) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") in kinds]
+    return " ".join(text for text in texts if isinstance(text, str) and text)
+
+
+def message_hash_ids(body: dict[str, Any]) -> tuple[str, str]:
+    """extractMessageHashIDs: an FNV-1a hash of the system prompt and the first user and assistant messages (100
+    bytes each) of `messages`, Claude's `system` or a Responses `input` array (a string `input` gives none).
+    (primary, fallback): the full hash and, once an assistant message is there, the hash without it, so the second
+    turn finds the binding the first made."""
+    first: dict[str, bytes] = {}
+
+    def take(role: str, text: str) -> None:
+        if text and role not in first:
+            first[role] = text.encode()[:100]
+
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if isinstance(message, dict) and message.get("role") in ("system", "user", "assistant"):
+            take(str(message["role"]), _joined(message.get("content"), ("text",)))
+            if len(first) == 3:
+                break
+    if "system" not in first:
+        system = body.get("system")
+        if isinstance(system, list):
+            take("system", next((p["text"] for p in system if isinstance(p, dict) and isinstance(p.get("text"), str)
+                                 and p["text"]), ""))
+        elif isinstance(system, str):
+            take("system", system)
+    items = body.get("input")
+    if "system" not in first and "user" not in first and isinstance(items, list):
+        if isinstance(body.get("instructions"), str):
+            take("system", body["instructions"])
+        for item in items:
+            if not isinstance(item, dict) or item.get("type") not in (None, "", "message") or not item.get("role"):
+                continue
+            role = {"developer": "system"}.get(item["role"], item["role"])
+            if role in ("system", "user", "assistant"):
+                take(role, _joined(item.get("content"), ("input_text", "output_text", "text")))
+            if "user" in first and "assistant" in first:
+                break
+    if "system" not in first and "user" not in first:
+        return "", ""
+    short = _session_hash(first.get("system", b""), first.get("user", b""), b"")
+    if "assistant" not in first:
+        return short, ""
+    return _session_hash(first.get("system", b""), first.get("user", b""), first["assistant"]), short
+
+
+def derived_session_id(body: dict[str, Any], caller: str) -> str:
+    """sdk/cliproxy/session DeriveID (v7.2.101+): the leading instructions and the first user input, scoped to the
+    caller's key; empty without a user input. The stand-in hashes its own canonical form of the same parts."""
+    instructions: list[Any] = []
+    user: Any = None
+    if "input" in body:
+        if body.get("instructions") is not None:
+            instructions.append(body["instructions"])
+        items = body["input"]
+        if isinstance(items, str):
+            user = items
+        for item in items if isinstance(items, list) else ():
+            role = item.get("role") if isinstance(item, dict) else None
+            if role in ("system", "developer"):
+                instructions.append(item.get("content"))
+            elif role == "user":
+                user = item.get("content")
+                break
+    else:
+        if body.get("system") is not None:
+            instructions.append(body["system"])
+        messages = body.get("messages")
+        for message in messages if isinstance(messages, list) else ():
+            role = message.get("role") if isinstance(message, dict) else None
+            if role in ("system", "developer"):
+                instructions.append(message.get("content"))
+            elif role == "user":
+                user = message.get("content")
+                break
+    if user in (None, "", []):
+        return ""
+    texts = [_joined(part, ("text", "input_text", "output_text")) or _text(part) for part in instructions]
+    canonical = json.dumps({"scope": hashlib.sha256(caller.encode()).hexdigest(), "instructions": texts,
+                            "user": _joined(user, ("text", "input_text")) or _text(user)}, sort_keys=True)
+    return "ctx:v1:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def session_ids(version: str, headers: Any, body: dict[str, Any], caller: str = "") -> tuple[str, str]:
+    """extractSessionIDs of the emulated version: (primary, fallback) session keys of a request, ("", "") when it
+    has none (then the wrapped selector alone chooses). `headers` is case-insensitive (an http.client message)."""
+    def header(name: str) -> str:
+        return _explicit(str(headers.get(name) or "")) if headers is not None else ""
+
+    vt = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    user_id = _path(body, "metadata.user_id")
+    if vt >= NATIVE_SESSION_SIGNALS:
+        return _native_session_ids(header, body, user_id, caller)
+    if user_id:
+        match = CLAUDE_SESSION.search(user_id)
+        if match:
+            return "claude:" + match.group(1), ""
+        if user_id.startswith("{"):
+            with contextlib.suppress(ValueError):
+                sid = _text(json.loads(user_id).get("session_id"))
+                if sid:
+                    return "claude:" + sid, ""
+    signals = [("X-Session-ID", "header:")]
+    if vt >= CODEX_SESSION_HEADERS:
+        signals += ([("Session-Id", "codex:")] if vt >= CODEX_SESSION_ID_HEADER else []) + [
+            ("Session_id", "codex:"), ("X-Amp-Thread-Id", "amp:"), ("X-Client-Request-Id", "clientreq:")]
+    for name, prefix in signals:
+        value = str(headers.get(name) or "") if headers is not None else ""
+        if value:
+            return prefix + value, ""
+    if user_id:
+        return "user:" + user_id, ""
+    conversation = _path(body, "conversation_id")
+    if conversation:
+        return "conv:" + conversation, ""
+    return message_hash_ids(body)
+
+
+def _native_session_ids(header: Any, body: dict[str, Any], user_id: str, caller: str) -> tuple[str, str]:
+    """v7.2.103+ (as at v7.2.140): explicit client signals first, then the derived identity, then the hash."""
+    if header("X-Claude-Code-Session-Id"):
+        return "claude:" + header("X-Claude-Code-Session-Id"), ""
+    if user_id.strip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            sid = _explicit(_text(json.loads(user_id.strip()).get("session_id")))
+            if sid:
+                return "claude:" + sid, ""
+    elif CLAUDE_SESSION.search(user_id.strip()):
+        return "claude:" + CLAUDE_SESSION.search(user_id.strip()).group(1), ""
+    for name, prefix in (("Session-Id", "codex:"), ("Session_id", "codex:"), ("X-Session-ID", "header:"),
+                         ("X-Session-Affinity", "affinity:"), ("X-Client-Request-Id", "clientreq:")):
+        if header(name):
+            return prefix + header(name), ""
+    for name in ("session_id", "sessionId"):
+        if _explicit(_path(body, name)):
+            return "session:" + _explicit(_path(body, name)), ""
+    conversation = body.get("conversation")
+    conversation_id = _explicit(_path(body, "conversation.id")) or (
+        _explicit(conversation) if isinstance(conversation, str) else "")
+    conversation_id = "conv:" + conversation_id if conversation_id else ""
+    if _explicit(_path(body, "prompt_cache_key")):
+        return "pck:" + _explicit(_path(body, "prompt_cache_key")), conversation_id
+    if conversation_id:
+        return conversation_id, ""
+    if _explicit(user_id):
+        return "user:" + _explicit(user_id), ""
+    if _explicit(_path(body, "conversation_id")):
+        return "conv:" + _explicit(_path(body, "conversation_id")), ""
+    derived = derived_session_id(body, caller)
+    if derived:
+        return "derived:" + derived, ""
+    return message_hash_ids(body)
+
+
+class AccountChooser:
+    """The selector of one `routing` setting: round-robin (or fill-first), wrapped by session affinity when on."""
+
+    def __init__(self, routing: Routing, version: str) -> None:
+        self.routing = routing
+        self.version = version
+        self._cursors: dict[str, int] = {}
+        self._bindings: dict[str, tuple[str, float]] = {}  # provider::session::model -> (auth, expires, monotonic)
+        self._lock = threading.Lock()
+
+    def _wrapped(self, provider: str, model: str, names: list[str]) -> str:
+        if self.routing.fill_first:
+            return names[0]
+        key = f"{provider}:{model}"
+        index = self._cursors.get(key, 0)
+        self._cursors[key] = index + 1
+        return names[index % len(names)]
+
+    def _get(self, key: str, now: float, refresh: bool) -> str | None:
+        entry = self._bindings.get(key)
+        if entry is None or now > entry[1]:
+            self._bindings.pop(key, None)
+            return None
+        if refresh:
+            self._bindings[key] = (entry[0], now + self.routing.ttl)
+        return entry[0]
+
+    def _bind(self, auth: str, now: float, *keys: str) -> None:
+        if len(self._bindings) >= MAX_BINDINGS:  # upstream's cleanup loop drops expired entries every ttl/2
+            self._bindings = {k: v for k, v in self._bindings.items() if v[1] >= now}
+        for key in keys:
+            self._bindings[key] = (auth, now + self.routing.ttl)
+
+    def pick(self, provider: str, model: str, names: list[str], headers: Any, body: dict[str, Any],
+             caller: str = "") -> tuple[str, str | None]:
+        """(auth, affinity outcome: None when off or the request has no session, else hit | fallback-hit | new |
+        rebound) among `names`, the usable auths sorted by ID."""
+        with self._lock:
+            if not self.routing.affinity:
+                return self._wrapped(provider, model, names), None
+            primary, fallback = session_ids(self.version, headers, body, caller)
+            if not primary:
+                return self._wrapped(provider, model, names), None
+            now = time.monotonic()
+            key = f"{provider}::{primary}::{model}"
+            fallback_key = f"{provider}::{fallback}::{model}" if fallback and fallback != primary else ""
+            aliases = (key, fallback_key) if fallback_key and self._aliases() else (key,)
+            bound = self._get(key, now, refresh=True)
+            if bound is not None:
+                if bound in names:
+                    self._bind(bound, now, *aliases)
+                    return bound, "hit"
+                chosen = self._wrapped(provider, model, names)  # the bound auth is cooling down or gone
+                self._bind(chosen, now, *aliases)
+                return chosen, "rebound"
+            if fallback_key:
+                bound = self._get(fallback_key, now, refresh=False)
+                if bound is not None and bound in names:
+                    self._bind(bound, now, *aliases)
+                    return bound, "fallback-hit"
+            chosen = self._wrapped(provider, model, names)
+            self._bind(chosen, now, *aliases)
+            return chosen, "new"
+
+    def _aliases(self) -> bool:
+        """v7.2.103+ binds the primary and the fallback key together (SetAliases); before, the primary alone."""
+        return tuple(int(part) for part in re.findall(r"\d+", self.version)[:3]) >= NATIVE_SESSION_SIGNALS
+
+
 # --- server state ---------------------------------------------------------------------------------
 
 
@@ -643,7 +969,7 @@ class ProxyState:
         self._banned_until: dict[str, float] = {}
         self._config_digest = self._digest()
         self._lock = threading.Lock()
-        self._turns: dict[tuple[str | None, str], int] = {}
+        self.chooser = AccountChooser(Routing.from_config(config.public, self.features), self.emu.version)
 
     def _digest(self) -> str:
         try:
@@ -670,6 +996,10 @@ class ProxyState:
         # host, port and auth-dir are bound once; the rest applies live.
         self.config = config
         log("info", "config file changed, reloaded (api-keys, management key, debug, openai-compatibility)")
+        routing = Routing.from_config(config.public, self.features)
+        if routing != self.chooser.routing:  # a new selector, as upstream's reload callback builds (service.go)
+            self.chooser = AccountChooser(routing, self.emu.version)
+            log("info", f"routing changed: fill-first {routing.fill_first}, session-affinity {routing.affinity}")
 
     def rescan_auths(self) -> None:
         with self._lock:
@@ -680,26 +1010,33 @@ class ProxyState:
                 log("info", f"auth file removed: {name}")
             self.auths = found
 
+    def served_auths(self) -> list[AuthFile]:
+        """The auth files whose provider this line has: mainline 7.x has no GitHub Copilot executor, so a
+        `github-copilot` file is listed but registers no models (router-for-me/CLIProxyAPI
+        sdk/cliproxy/service_models.go, `registerModelsForAuthWithCache`: no such case, and an unknown provider
+        only gets models from an openai-compatibility entry of that name)."""
+        copilot = LINES[self.emu.line].copilot
+        return [auth for auth in self.auths.values() if copilot or auth.type != COPILOT]
+
     def models(self) -> list[tuple[str, str, str]]:
         """(id, owned_by, provider) of every model with a usable credential, first provider wins."""
         listed: dict[str, tuple[str, str, str]] = {}
-        for auth in self.auths.values():
+        for auth in self.served_auths():
             for model in auth.models():
                 listed.setdefault(model, (model, PROVIDER_OWNERS.get(auth.type, auth.type), auth.type))
         for model, provider in self.config.compat_models:
             listed.setdefault(model, (model, provider, provider))
         return list(listed.values())
 
-    def pick_account(self, model: str, provider: str | None) -> str | None:
-        """The credential that answers `model`: round-robin over the auth files sorted by name."""
+    def pick_account(self, model: str, provider: str | None, headers: Any = None, body: dict[str, Any] | None = None,
+                     caller: str = "") -> tuple[str | None, str | None]:
+        """(the credential that answers `model`, the session-affinity outcome): the chooser's pick among the usable
+        auth files of the provider for the model, sorted by name (their ID)."""
         base = re.sub(r"\([^()]*\)$", "", model)
         names = sorted(auth.name for auth in self.auths.values() if auth.type == provider and base in auth.models())
         if not names:
-            return provider  # an openai-compatibility entry answers under its provider name
-        with self._lock:
-            turn = self._turns.get((provider, base), 0)
-            self._turns[(provider, base)] = turn + 1
-        return names[turn % len(names)]
+            return provider, None  # an openai-compatibility entry answers under its provider name
+        return self.chooser.pick(str(provider), base, names, headers, body or {}, caller)
 
     def provider_for(self, model: str) -> str | None:
         base = re.sub(r"\([^()]*\)$", "", model)  # thinking suffix: model(high), model(8192)
@@ -850,9 +1187,23 @@ class CliProxyHandler(StandinHandler):
         if self.state.provider_for(model) is None:
             raise RequestError(400, f"unknown provider for model {model}")
 
+    def serve_inference(self, protocol: str, body: dict[str, Any], model: str) -> None:
+        if protocol == "responses" and self.state.provider_for(model) == "codex":
+            # The Codex executor deletes previous_response_id before it calls the ChatGPT backend (12c09f1a4, in
+            # every line since 6.x): the backend is store=false, so an earlier response id means nothing to it.
+            body = {key: value for key, value in body.items() if key != "previous_response_id"}
+        self._inference_body = body
+        super().serve_inference(protocol, body, model)
+
     def answering(self, model: str) -> dict[str, Any]:
         provider = self.state.provider_for(model)
-        return {"provider": provider, "account": self.state.pick_account(model, provider)}
+        caller = bearer_or_raw(self.headers.get("Authorization")) or str(self.headers.get("X-Api-Key") or "")
+        account, affinity = self.state.pick_account(model, provider, self.headers,
+                                                    getattr(self, "_inference_body", None), caller)
+        record = {"provider": provider, "account": account}
+        if affinity is not None:
+            record["affinity"] = affinity
+        return record
 
     def fault_error(self, fault: Fault, model: str) -> RequestError:
         """Injected 429s look like the real "all credentials cooling down" answer."""
@@ -922,9 +1273,72 @@ class CliProxyHandler(StandinHandler):
             self.not_found()
 
     def copilot_quota(self) -> None:
-        """Plus forks: the quota of each Copilot account (the stand-in knows none: no network)."""
-        accounts = [auth.name for auth in self.state.auths.values() if auth.type == "github-copilot"]
-        self.send_json(200, {"accounts": [{"name": name, "quota": None} for name in accounts]})
+        """Plus forks, `GetCopilotQuota` (api_tools.go, docs/standins.md): ONE Copilot account's answer from
+        GitHub's `/copilot_internal/user`, re-marshalled through the fork's `CopilotUsageResponse` struct (every
+        field, Go zero values for what GitHub left out, unknown fields dropped). The account is `?auth_index=`
+        (`authIndex`, `AuthIndex`), else the first Copilot account, as `findCopilotAuth` does. No network: what
+        GitHub would answer is the auth file's `standin_github_user` (default: a Pro plan with 300 premium
+        requests left) and `standin_github_status` (default 200)."""
+        index = next((v.strip() for v in map(self.query.get, ("auth_index", "authIndex", "AuthIndex")) if v
+                      and v.strip()), "")
+        copilots = [a for a in self.state.auths.values() if a.type.strip().lower() in ("copilot", "github",
+                                                                                        "github-copilot")]
+        auth = next((a for a in copilots if index and a.describe()["auth_index"] == index),
+                    copilots[0] if copilots else None)
+        if auth is None:
+            raise RequestError(400, {"error": "no github copilot credential found"})
+        if not str(auth.data.get("access_token") or "").strip():
+            raise RequestError(400, {"error": "copilot token not found"})
+        now = datetime.now(timezone.utc)
+        reset = (now.replace(day=1) + timedelta(days=32)).replace(day=1)
+        unlimited = {"entitlement": 0, "overage_count": 0, "overage_permitted": False, "percent_remaining": 100,
+                     "remaining": 0, "quota_remaining": 0, "unlimited": True}
+        github = auth.data.get("standin_github_user", {
+            "access_type_sku": "copilot_pro", "copilot_plan": "individual", "chat_enabled": True,
+            "assigned_date": "2026-01-01T00:00:00Z", "quota_reset_date": reset.strftime("%Y-%m-%d"),
+            "quota_reset_date_utc": reset.strftime("%Y-%m-%dT00:00:00.000Z"),
+            "quota_snapshots": {"chat": {**unlimited, "quota_id": "chat"},
+                                "completions": {**unlimited, "quota_id": "completions"},
+                                "premium_interactions": {"entitlement": 300, "overage_count": 0,
+                                                         "overage_permitted": False, "percent_remaining": 100,
+                                                         "quota_id": "premium_interactions", "remaining": 300,
+                                                         "quota_remaining": 300, "unlimited": False}}})
+        status = auth.data.get("standin_github_status", 200)
+        if status != 200:
+            raise RequestError(502, {"error": "github api request failed", "status_code": status,
+                                     "body": github if isinstance(github, str) else json.dumps(github)})
+
+        def field(obj: Any, name: str, kind: str) -> Any:  # Go's json.Unmarshal into one typed field
+            value = obj.get(name) if isinstance(obj, dict) else None
+            zero = {"float": 0, "bool": False, "string": "", "list": None}[kind]
+            ok = {"float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                  "bool": isinstance(value, bool), "string": isinstance(value, str),
+                  "list": isinstance(value, list)}[kind]
+            if value is None:
+                return zero
+            if not ok:
+                raise ValueError(name)
+            return (int(value) if float(value).is_integer() else float(value)) if kind == "float" else value
+
+        detail = (("entitlement", "float"), ("overage_count", "float"), ("overage_permitted", "bool"),
+                  ("percent_remaining", "float"), ("quota_id", "string"), ("quota_remaining", "float"),
+                  ("remaining", "float"), ("unlimited", "bool"))
+        try:
+            if not isinstance(github, dict) or not isinstance(github.get("quota_snapshots") or {}, dict):
+                raise ValueError("body")
+            snapshots = github.get("quota_snapshots") or {}
+            for key in ("chat", "completions", "premium_interactions"):
+                if not isinstance(snapshots.get(key) or {}, dict):
+                    raise ValueError(key)
+            usage = {name: field(github, name, kind) for name, kind in (
+                ("access_type_sku", "string"), ("analytics_tracking_id", "string"), ("assigned_date", "string"),
+                ("can_signup_for_limited", "bool"), ("chat_enabled", "bool"), ("copilot_plan", "string"),
+                ("organization_login_list", "list"), ("organization_list", "list"), ("quota_reset_date", "string"))}
+            usage["quota_snapshots"] = {key: {name: field(snapshots.get(key), name, kind) for name, kind in detail}
+                                        for key in ("chat", "completions", "premium_interactions")}
+        except ValueError:
+            raise RequestError(500, {"error": "failed to parse response"}) from None
+        self.send_json(200, usage)
 
     def reset_quota(self) -> None:
         """v7.2.22+: clear an auth's cooldowns by `auth_index` (400 without one, 404 for an unknown one)."""
