@@ -50,6 +50,16 @@ class DemoRunTest(unittest.TestCase):
         for kind in ("service_start", "profile_switch", "demo_fault", "demo_failover", "service_stop"):
             self.assertIn(kind, kinds)
         self.assertEqual([o["result"] for o in data["stopped"]], ["stopped", "stopped"])
+        usage = data["usage"]  # every request of the run, as the usage store recorded it
+        self.assertTrue(usage["complete"], usage)
+        rows = {row["deployment"]: row for row in usage["rows"]}
+        answered_by_first = 3 + 2 + 4  # warm-up, chat, stream; Responses, Messages; the other healthy samples
+        first = rows[FIRST]
+        self.assertEqual((first["requests"], first["ok"], first["by_outcome"], first["streamed"]),
+                         (answered_by_first + 1, answered_by_first, {"429": 1}, 3))
+        self.assertEqual((rows[SECOND]["requests"], rows[SECOND]["ok"], rows[SECOND]["failures"]), (2, 2, 0))
+        self.assertEqual((usage["total"]["requests"], usage["expected_ok"]), (12, 11))
+        self.assertIsInstance(first["p50_ms"], float)
         self.assertNotIn("api_key", data)
         self.assertFalse(Path(data["root"]).exists())
         self.assertEqual(processes_under(data["root"]), [])
@@ -119,6 +129,20 @@ class DemoFrontEndTest(unittest.TestCase):
                             "last_event": "response.completed", "content": "hi", "ms": 12.0}
         self.assertIn("9 events (response.created ... response.completed): 'hi'", render(report))
 
+    def test_the_usage_view_is_the_usage_table(self):
+        from llm_router.commands.demo import render
+
+        row = {"deployment": FIRST, "requests": 3, "ok": 2, "failures": 1, "by_outcome": {"429": 1}, "streamed": 0,
+               "tokens_in": 6, "tokens_out": 4, "p50_ms": 9.5, "p95_ms": 12.0, "ttft_p50_ms": None}
+        report = DemoReport(root="/tmp/llm-router-demo-x", usage={
+            "by": "deployment", "rows": [row], "total": {**row, "all": "all"}, "expected_ok": 2, "complete": True,
+            "store": {"path": "/tmp/x/usage.db", "exists": True, "size_bytes": 4096, "dropped": 0, "written": 3},
+            "waited_ms": 5.0})
+        text = render(report)
+        self.assertIn("== usage: what LiteLLM's callback wrote", text)
+        self.assertRegex(text, rf"{FIRST}\s+3\s+2\s+1\s+429 1\s+6/4\s+9.5\s+12.0")
+        self.assertIn("store /tmp/x/usage.db: 4 KiB, 0 rows dropped", text)
+
     def test_without_litellm(self):
         with mock.patch("llm_router.litellm.runner.litellm_available", return_value=(False, None)):
             code, out, err = run_cli("demo")
@@ -141,3 +165,63 @@ class DemoFrontEndTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CollectUsageTest(unittest.TestCase):
+    """The demo's wait for LiteLLM's usage rows: it polls the store until they are there, and gives up (as a
+    problem of the demo, not an exception) after USAGE_WAIT."""
+
+    def setUp(self):
+        import tempfile
+
+        from llm_router.layout import Layout
+
+        self.root = Path(tempfile.mkdtemp(prefix="llm-router-demo-usage-"))
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.layout = Layout.of_runtime_dir(self.root / "runtime")
+
+    def run_step(self, answered: int, rows: list[dict], wait: float = 30.0) -> DemoReport:
+        import threading
+        import time
+
+        from llm_router import demo
+        from llm_router import usage as store
+
+        writer = store.Writer(self.layout.usage_dir, cooldown_source=dict)
+        writer.start()
+        self.addCleanup(writer.stop)
+
+        def later():  # rows land while the demo is already polling
+            time.sleep(0.3)
+            for row in rows:
+                writer.submit(row)
+            writer.flush()
+
+        threading.Thread(target=later, daemon=True).start()
+        report = DemoReport(root=str(self.root))
+        run = demo.DemoRun(mock.Mock(cfg=mock.Mock(layout=self.layout)), report, lambda _: None, None)
+        run.answered = answered
+        with mock.patch.object(demo, "USAGE_WAIT", wait):
+            run.collect_usage()
+        return report
+
+    def row(self, deployment: str, outcome: str = "ok", latency: float = 10.0) -> dict:
+        import time
+
+        return {"ts": time.time(), "model": "coder", "deployment": deployment, "provider": "cliproxy",
+                "protocol": "chat", "stream": 0, "outcome": outcome, "status": 200 if outcome == "ok" else 429,
+                "latency_ms": latency}
+
+    def test_waits_for_the_rows_then_summarizes_them(self):
+        report = self.run_step(2, [self.row(FIRST), self.row(FIRST, "429"), self.row(SECOND, latency=20.0)])
+        self.assertEqual(report.problems, [])
+        usage = report.usage
+        self.assertTrue(usage["complete"])
+        self.assertEqual([(r["deployment"], r["requests"], r["by_outcome"], r["p50_ms"]) for r in usage["rows"]],
+                         [(SECOND, 1, {}, 20.0), (FIRST, 2, {"429": 1}, 10.0)])
+        self.assertEqual(usage["total"]["requests"], 3)
+
+    def test_a_missing_row_is_a_problem_after_the_bound(self):
+        report = self.run_step(3, [self.row(FIRST)], wait=1.0)
+        self.assertFalse(report.usage["complete"])
+        self.assertEqual(report.problems, ["the usage store had 1 of 3 answered requests and 0 failure(s) after 1 s"])

@@ -99,15 +99,35 @@ class ModelsView(unittest.TestCase):
         self.assertEqual(models_view.deployment_ids(self.cfg),
                          ["coder/custom/gpt-4.1", "coder/cliproxy/gpt-5.1-codex-max"])
 
-    def test_quota_answers_are_read_loosely(self):
-        accounts = models_view._quota_accounts({"accounts": [
-            {"name": "octo", "quota": {"quota_snapshots": {"premium_interactions": {"remaining": 12,
-                                                                                     "entitlement": 300}},
-                                       "quota_reset_date": "2026-12-31"}},
-            {"name": "none", "quota": None}, "junk"]})
-        self.assertEqual(accounts[0], {"name": "octo", "remaining": 12, "entitlement": 300,
-                                       "resets_at": "2026-12-31"})
-        self.assertEqual(accounts[1]["remaining"], "unknown")
+    def test_quota_goes_to_the_deployments_its_accounts_serve(self):
+        from llm_router.auth.status import read_copilot_quota, unknown_quota
+
+        path = self.cfg.path
+        path.write_text(CONFIG.replace("{provider: cliproxy, model: gpt-5.1-codex-max}",
+                                       "{provider: cliproxy, model: gpt-5.1-codex-max}, "
+                                       "{provider: cliproxy, model: claude-sonnet-4.5}"))
+        self.cfg = config.load_file(path)
+        premium = {"entitlement": 300, "remaining": 42.0, "percent_remaining": 14.0, "unlimited": False,
+                   "quota_id": "premium_interactions"}
+        answer = {"quota_snapshots": {"premium_interactions": premium}, "quota_reset_date": "2026-12-01"}
+        quota = {"available": True, "line": "plus-fork-7", "version": "7.1.68-6", "copilot_quota": True,
+                 "reset_quota": False, "accounts": [
+                     {"name": "copilot-b.json", "account": "octo", "auth_index": "i1", **read_copilot_quota(answer)},
+                     {"name": "elsewhere.json", "account": "x", "auth_index": "i2", **unknown_quota("HTTP 400")}]}
+        view = models_view.build(self.cfg, quota=quota)
+        copilot = self.deployment(view, "coder/cliproxy/claude-sonnet-4.5")["quota"]
+        self.assertEqual((copilot["remaining"], copilot["resets_at"], copilot["source"]),
+                         ({"premium_requests": 42, "entitlement": 300}, "2026-12-01", "copilot-quota"))
+        self.assertEqual([a["name"] for a in copilot["cliproxy"]["accounts"]], ["copilot-b.json"])
+        codex = self.deployment(view, "coder/cliproxy/gpt-5.1-codex-max")["quota"]  # Codex only: no Copilot account
+        self.assertEqual((codex["remaining"], codex["source"], codex["cliproxy"]["accounts"]), ("unknown", None, []))
+        self.assertNotIn("cliproxy", self.deployment(view, "coder/custom/gpt-4.1")["quota"])
+        text = models_view.text(view)
+        self.assertIn("quota octo: premium 42/300 left (14 %), resets 2026-12-01", text)
+        unavailable = {"available": False, "reason": "plus-6 6.9.28-0 has no /copilot-quota route"}
+        view = models_view.build(self.cfg, quota=unavailable)
+        self.assertEqual(self.deployment(view, "coder/cliproxy/claude-sonnet-4.5")["quota"],
+                         {"remaining": "unknown", "resets_at": "unknown", "source": None, "cliproxy": unavailable})
 
     def test_cooldown_reset_bad_input(self):
         ctx = Ctx(config_path=str(self.cfg.path))

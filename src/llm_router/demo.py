@@ -5,13 +5,15 @@ The CLIProxyAPIPlus stand-in (with a Codex-like and a Copilot-like account) and 
 streamed one through the northbound endpoint, a streamed Responses API call (what Codex CLI speaks) and a streamed
 Anthropic Messages call (what Claude Code speaks, forwarded to CLIProxyAPIPlus untranslated), a simulated quota
 exhaustion (429) on the first deployment with the request still answered by the second one (which deployment
-answered, and the latency that added against the healthy requests of the same run), the event log, and a clean
-stop. `keep=True` leaves it running.
+answered, and the latency that added against the healthy requests of the same run), the event log, what the
+usage store recorded of it all (requests, failures by kind, p50 latency per deployment), and a clean stop.
+`keep=True` leaves it running.
 
 Returns data; `commands/demo.py` renders it. Progress goes to `notify` as it happens.
 """
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +25,8 @@ from .errors import NOT_FOUND, RouterError
 
 DEFAULT_LITELLM_PORT = SERVICE_DEFAULTS["litellm"]["port"]
 HEALTHY_SAMPLES = 5
+USAGE_WAIT = 60.0  # seconds to wait for LiteLLM's usage callback to write every row of the demo's requests
+USAGE_POLL = 0.1
 PROMPT = "Say hello from the llm-router demo."
 Notify = Callable[[str], None]
 
@@ -42,6 +46,7 @@ class DemoReport:
     messages: dict = field(default_factory=dict)  # the streamed Anthropic Messages call
     failover: dict = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)  # the sandbox's usage store, per deployment (see collect_usage)
     stopped: list[dict] = field(default_factory=list)
     kept: bool = False
     api_key: str | None = None  # only with keep: the sandbox's throwaway master key, to try it with any client
@@ -131,6 +136,7 @@ def run(keep: bool = False, litellm_port: int | None = DEFAULT_LITELLM_PORT, tim
         demo.measure_healthy_latency()
         demo.simulate_quota_exhaustion()
         demo.check_answers()
+        demo.collect_usage()
         if keep:
             demo.keep_running()
         else:
@@ -160,6 +166,7 @@ class DemoRun:
         self.log = None
         self.healthy: list[float] = []
         self.healthy_ms = 0.0
+        self.answered = 0  # requests answered so far: each is one `ok` row in the usage store
 
     def start_stack(self) -> None:
         from .checks.smoke import client as make_client
@@ -178,6 +185,7 @@ class DemoRun:
         client, group = self.client, self.group
         self.notify("sending a chat completion and a streamed one")
         _timed(client, group)  # warm-up: the first request after start pays for lazy imports
+        self.answered += 3  # the warm-up, the chat completion and the stream
         ms, deployment, text = _timed(client, group)
         self.report.chat = {"model": group, "deployment": deployment, "content": text, "ms": ms}
         start = time.perf_counter()
@@ -191,12 +199,14 @@ class DemoRun:
                     "(Claude Code)")
         self.report.responses = _responses_stream(self.client, self.group)
         self.report.messages = _messages_stream(self.cfg, self.group)
+        self.answered += 2
 
     def measure_healthy_latency(self) -> None:
         """The median of HEALTHY_SAMPLES requests (the chat completion's first), against which failover is timed."""
         self.healthy = [self.report.chat["ms"]] + [_timed(self.client, self.group)[0]
                                                    for _ in range(HEALTHY_SAMPLES - 1)]
         self.healthy_ms = round(statistics.median(self.healthy), 1)
+        self.answered += HEALTHY_SAMPLES - 1
 
     def simulate_quota_exhaustion(self) -> None:
         """429 on the first deployment: which deployment answers during it and right after, and what it added."""
@@ -214,6 +224,7 @@ class DemoRun:
         fail_ms, fail_by, fail_text = _timed(client, group)
         tried = stats(box.cliproxy_url)["requests"].get(codex_model, 0) - before
         next_ms, next_by, _ = _timed(client, group)
+        self.answered += 2
         healthy_ms = self.healthy_ms
         self.report.failover = {"fault": f"HTTP 429 (quota) on {first}", "healthy_ms": healthy_ms,
                                 "healthy_samples": len(self.healthy), "answered_by": fail_by, "content": fail_text,
@@ -243,6 +254,44 @@ class DemoRun:
             if call["deployment"] != first or not call["content"]:
                 report.problems.append(f"the streamed {name} call was answered by {call['deployment']} with "
                                        f"{call['content'][:40]!r}, expected text from {first}")
+
+    def collect_usage(self) -> None:
+        """What the usage store recorded: requests, failures by kind, tokens and latency per deployment (the
+        figures of `llm-router usage --by deployment`, from usage_queries). LiteLLM's callback writes the rows from
+        a writer thread after each answer, so the store is polled until every answered request's `ok` row and
+        the 429 have landed, for at most USAGE_WAIT seconds; short of that is a problem of the demo."""
+        from . import usage as store
+
+        self.notify("reading the usage store")
+        path = store.db_path(self.cfg.layout.usage_dir)
+        deadline = time.monotonic() + USAGE_WAIT
+        started = time.monotonic()
+        rows: list[dict] = []
+        workers: list[dict] = []
+        size = 0
+        while True:
+            try:
+                with store.Reader(self.cfg.layout.usage_dir) as reader:
+                    rows, workers, size = reader.requests(0.0), reader.workers(), reader.size_bytes()
+            except sqlite3.DatabaseError:  # created but not yet written: read again
+                pass
+            ok = sum(1 for r in rows if r.get("outcome") == "ok")
+            complete = ok >= self.answered and len(rows) > ok
+            if complete or time.monotonic() >= deadline:
+                break
+            time.sleep(USAGE_POLL)
+        totals = store.summarize([{**r, "all": "all"} for r in rows], "all")
+        self.report.usage = {
+            "by": "deployment", "rows": store.summarize(rows, "deployment"),
+            "total": totals[0] if totals else {"all": "all", "requests": 0, "ok": 0, "failures": 0, "by_outcome": {}},
+            "store": {"path": str(path), "exists": path.is_file(), "size_bytes": size,
+                      "dropped": sum(w.get("dropped") or 0 for w in workers),
+                      "written": sum(w.get("written") or 0 for w in workers)},
+            "expected_ok": self.answered, "complete": complete,
+            "waited_ms": round((time.monotonic() - started) * 1000, 1)}
+        if not complete:
+            self.report.problems.append(f"the usage store had {ok} of {self.answered} answered requests and "
+                                        f"{len(rows) - ok} failure(s) after {USAGE_WAIT:.0f} s")
 
     def keep_running(self) -> None:
         from .standin.process import reset

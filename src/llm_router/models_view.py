@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from . import usage as store
+from .cliproxy_lines import COPILOT
 from .config import RouterConfig
 
 WORKER_STALE = 15.0  # seconds without a heartbeat after which a worker (and its cooldowns) count as gone
@@ -155,40 +156,62 @@ def build(cfg: RouterConfig, quota: dict | None = None, now: float | None = None
                 state.update(cooling_until=cooldown["until"], cooling_after=cooldown.get("status"),
                              cooldown_seconds_left=round(cooldown["until"] - now, 1))
             limit = limits.get(dep["id"])
+            accounts = accounts_for(cfg, provider, model, now)
             deployments.append({
                 "id": dep["id"], "order": dep["order"], "provider": provider, "model": model,
                 "provider_type": cfg.providers[provider].type if provider in cfg.providers else None,
                 "tier": cfg.providers[provider].tier if provider in cfg.providers else None,
-                "cooldown_time": dep["cooldown_time"], "accounts": accounts_for(cfg, provider, model, now),
+                "cooldown_time": dep["cooldown_time"], "accounts": accounts,
                 **state,
                 "last_error": None if failure is None else {
                     "at": failure["ts"], "outcome": failure["outcome"], "status": failure["status"],
                     "error": failure["error"]},
                 "last_hour": {"requests": len(rows), "failures": sum(1 for r in rows if r.get("outcome") != "ok")},
-                "quota": _quota_for(quota, provider, model, cfg, limit),
+                "quota": _quota_for(quota, provider, model, cfg, limit, accounts),
             })
         models.append({"name": group.name, "deployments": deployments})
     return {"profile": profile, "order_source": source, "store": str(store.db_path(cfg.layout.usage_dir)),
             "store_exists": exists, "live_workers": [w["pid"] for w in workers], "now": now, "models": models}
 
 
-def _quota_for(quota: dict | None, provider: str, model: str, cfg: RouterConfig, limit: dict | None) -> dict:
-    """What is known about the remaining quota: rate-limit headers seen on answers, CLIProxyAPIPlus's
-    `/copilot-quota` (with --quota, on a line that has it), else unknown."""
+def _quota_for(quota: dict | None, provider: str, model: str, cfg: RouterConfig, limit: dict | None,
+               accounts: list[dict]) -> dict:
+    """What is known about the remaining quota: rate-limit headers seen on answers, else (with --quota, on a line
+    with `/copilot-quota`) the premium requests left on the Copilot accounts behind the deployment, else
+    unknown. `cliproxy` is CLIProxyAPIPlus's answer narrowed to those accounts."""
     result: dict[str, Any] = {"remaining": "unknown", "resets_at": "unknown", "source": None}
     if limit is not None:
         result.update(remaining={"requests": limit.get("rl_requests"), "tokens": limit.get("rl_tokens")},
                       source="x-ratelimit headers", seen_at=limit.get("ts"))
     spec = cfg.providers.get(provider)
-    if quota and spec is not None and spec.type == "cliproxyapi_plus":
+    if not quota or spec is None or spec.type != "cliproxyapi_plus":
+        return result
+    if not quota.get("available"):
         result["cliproxy"] = quota
+        return result
+    files = {a["file"] for a in accounts if a.get("kind") == "oauth" and a.get("provider") == COPILOT}
+    mine = [entry for entry in quota.get("accounts") or [] if entry.get("name") in files]
+    result["cliproxy"] = {**quota, "accounts": mine}
+    if limit is None and mine:
+        known = [e["remaining"] for e in mine if e["remaining"] != "unknown"]
+        if "unlimited" in known:
+            result["remaining"] = "unlimited"
+        elif known:
+            result["remaining"] = {"premium_requests": sum(known),
+                                   "entitlement": sum(e["entitlement"] or 0 for e in mine
+                                                      if e["remaining"] != "unknown")}
+        resets = sorted(e["resets_at"] for e in mine if e["resets_at"] != "unknown")
+        if known:
+            result.update(source="copilot-quota", resets_at=resets[0] if resets else "unknown")
     return result
 
 
 def cliproxy_quota(cfg: RouterConfig) -> dict:
-    """Ask the running CLIProxyAPIPlus what its line tells about quota: `/copilot-quota` (Plus forks) and whether
-    `reset-quota` (mainline v7.2.22+) exists. Never raises; `{"available": False, "reason": ...}` when it cannot."""
+    """Ask the running CLIProxyAPIPlus what its line tells about quota: `/copilot-quota` (Plus forks), one call per
+    Copilot account (auth.status.copilot_quotas), and whether `reset-quota` (mainline v7.2.22+) exists. Never
+    raises; `{"available": False, "reason": ...}` when it cannot."""
     from . import stack
+    from .auth.status import copilot_quotas
     from .cliproxy import SERVICE, Management, installed_features
     from .errors import RouterError
 
@@ -206,38 +229,11 @@ def cliproxy_quota(cfg: RouterConfig) -> dict:
         result["reason"] = f"{features.line} {features.version} has no /copilot-quota route"
         return result
     try:
-        status, payload = Management(cfg, timeout=10).request("GET", "/copilot-quota", allow=(404,))
+        accounts = copilot_quotas(Management(cfg, timeout=30))
     except RouterError as exc:
         result["reason"] = exc.message
         return result
-    if status != 200:
-        result["reason"] = f"/copilot-quota answered HTTP {status}"
-        return result
-    result.update(available=True, accounts=_quota_accounts(payload))
-    return result
-
-
-def _quota_accounts(payload: Any) -> list[dict]:
-    """Per-account entries of a `/copilot-quota` answer, read loosely (the shape differs between forks): name,
-    and remaining / entitlement / reset time when present; anything else is dropped."""
-    entries = payload.get("accounts") if isinstance(payload, dict) else payload
-    if isinstance(entries, dict):
-        entries = [{"name": k, **(v if isinstance(v, dict) else {"quota": v})} for k, v in entries.items()]
-    result = []
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        quota = entry.get("quota") if isinstance(entry.get("quota"), dict) else entry
-        snapshots = quota.get("quota_snapshots") if isinstance(quota.get("quota_snapshots"), dict) else {}
-        premium = snapshots.get("premium_interactions") if isinstance(snapshots.get("premium_interactions"),
-                                                                      dict) else quota
-        remaining = premium.get("remaining", premium.get("percent_remaining"))
-        result.append({"name": str(entry.get("name") or entry.get("account") or entry.get("email") or "?")[:200],
-                       "remaining": remaining if isinstance(remaining, (int, float)) else "unknown",
-                       "entitlement": premium.get("entitlement") if isinstance(premium.get("entitlement"),
-                                                                               (int, float)) else None,
-                       "resets_at": str(quota.get("quota_reset_date") or quota.get("reset_date")
-                                        or quota.get("resets_at") or "unknown")[:64]})
+    result.update(available=True, accounts=accounts)
     return result
 
 
@@ -273,7 +269,19 @@ def text(view: dict) -> str:
                     expiry = account["expires_at"] or "no expiry"
                     lines.append(f"     account {account['account'] or account['file']} ({account['provider']}, "
                                  f"plan {account['plan'] or '-'}, expires {expiry})")
-            quota = dep["quota"]
-            if quota["source"] or quota.get("cliproxy"):
-                lines.append(f"     quota: {quota['remaining']} ({quota['source'] or 'cliproxy'})")
+            lines += _quota_lines(dep["quota"])
     return "\n".join(lines)
+
+
+def _quota_lines(quota: dict) -> list[str]:
+    from .auth.status import quota_summary
+
+    lines = []
+    if quota["source"] == "x-ratelimit headers":
+        lines.append(f"     quota: {quota['remaining']} (x-ratelimit headers)")
+    cliproxy = quota.get("cliproxy") or {}
+    for entry in cliproxy.get("accounts") or []:
+        notes = "; ".join(entry["notes"])
+        lines.append(f"     quota {entry['account'] or entry['name']}: {quota_summary(entry)}"
+                     + (f" ({notes})" if notes else ""))
+    return lines

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from .. import auth
-from ..auth.files import parse_time, span
+from ..auth.files import COPILOT, parse_time, span
+from ..auth.status import quota_summary
 from ..output import Result, table
 from . import Ctx
 
@@ -91,14 +92,29 @@ def _left(info: dict) -> str:
     return span(left) if left > 0 else f"expired {span(left)} ago"
 
 
+def _quota_entry(account: dict, quota: dict | None) -> dict | None:
+    """The running CLIProxyAPIPlus's `/copilot-quota` entry for one Copilot account (matched by file name)."""
+    if quota is None or account["provider"] != COPILOT:
+        return None
+    return next((e for e in quota.get("accounts") or [] if e["name"] == account["file"]), None)
+
+
 def _quota_cell(account: dict, quota: dict | None) -> str:
-    """Remaining Copilot quota and reset time where the running CLIProxyAPIPlus tells it, else unknown."""
+    """Remaining Copilot quota (premium requests; chat and completions where limited) and reset date where the
+    running CLIProxyAPIPlus tells it, else unknown."""
     if quota is None:
         return ""
-    for entry in quota.get("accounts") or []:
-        if account["provider"] == "github-copilot" and entry["name"] in (account["account"], account["file"]):
-            return f"{entry['remaining']} (resets {entry['resets_at']})"
-    return "unknown"
+    entry = _quota_entry(account, quota)
+    return "unknown" if entry is None else quota_summary(entry)
+
+
+def _quota_notes(accounts: list[dict], quota: dict | None) -> list[str]:
+    notes = []
+    for account in accounts:
+        entry = _quota_entry(account, quota)
+        if entry is not None and entry["notes"]:
+            notes.append(f"quota {account['file']}: {'; '.join(entry['notes'])}")
+    return notes
 
 
 def show_status(ctx: Ctx, quota: bool = False) -> Result:
@@ -119,6 +135,8 @@ def show_status(ctx: Ctx, quota: bool = False) -> Result:
                      + (["QUOTA"] if quota else []))
         if quota and found is not None and not found.get("available"):
             text += f"\nquota: unknown ({found.get('reason') or 'not reported'})"
+        elif quota:
+            text += "".join(f"\n{line}" for line in _quota_notes(accounts, found))
     else:
         text = (f"no accounts in {report['auth_dir']}: add one with `llm-router auth codex login`, "
                 "`llm-router auth copilot login` or `llm-router auth codex import-headless`")

@@ -6,6 +6,7 @@ import sys
 from ..output import Result, table
 from . import Ctx
 from .status import status_line
+from .usage import text as usage_text
 
 
 def _progress(line: str) -> None:
@@ -59,6 +60,11 @@ def render(report) -> str:
                  _detail(e.get("detail"))] for e in report.events]
         out += [f"== event log ({report.root}/.router/runtime/events.log)",
                 table(rows, ["TIME", "EVENT", "SERVICE", "RESULT", "DETAIL"]), ""]
+    if report.usage:
+        u = report.usage
+        waited = "" if u["complete"] else f" (incomplete: {u['expected_ok']} answered requests expected)"
+        out += [f"== usage: what LiteLLM's callback wrote to the sandbox's store (`llm-router usage --by deployment`)"
+                f"{waited}", usage_text({**u, "per_hour": []}), ""]
     if report.kept:
         out += ["== still running (--keep); try it with any OpenAI client:", *report.keep_hints]
     elif report.stopped:
@@ -94,7 +100,8 @@ def _quiet(_: str) -> None:
 
 def add_parsers(sub, common) -> None:
     p = sub.add_parser("demo", help="the whole stack offline with no accounts, in a temporary folder: status, a chat "
-                                    "and a streamed completion, a 429 answered through the fallback, the event log",
+                                    "and a streamed completion, a 429 answered through the fallback, the event log, "
+                                    "the usage per deployment",
                        parents=[common])
     p.add_argument("--keep", action="store_true", help="leave it running and print OPENAI_BASE_URL/OPENAI_API_KEY")
     p.add_argument("--port", type=int, metavar="N", help="preferred LiteLLM port (default 4000; a free port is used "
