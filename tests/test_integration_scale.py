@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import unittest
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -303,6 +304,27 @@ class ScaleOutTest(unittest.TestCase):
             seen = {w["pid"] for w in reader.workers()}
         self.assertEqual(len(rows), 20, "one row per request, from both workers into the one store")
         self.assertTrue(seen, "the workers that wrote are listed")
+
+    def test_6_each_instance_store_gets_the_other_instance_rows_through_redis(self):
+        from llm_router import usage
+
+        since = time.time()
+        for url, key in ((self.url_a, self.key_a), (self.url_b, self.key_b)) * 3:
+            self.assertEqual(_chat(url, key, "coder").http_response.status_code, 200)
+        stores = {name: cfg.layout.usage_dir for name, cfg in (("a", self.cfg_a), ("b", self.cfg_b))}
+
+        def rows_in(usage_dir):
+            with usage.Reader(usage_dir) as reader:
+                return [r for r in reader.requests(since) if r["outcome"] == "ok"]
+        deadline = time.monotonic() + 60  # the writers poll the stream every 0.5 s (a restarted Redis: 5 s back-off)
+        while time.monotonic() < deadline and not all(len(rows_in(d)) >= 6 for d in stores.values()):
+            time.sleep(0.5)
+        seen = {name: rows_in(d) for name, d in stores.items()}
+        for name, rows in seen.items():
+            self.assertEqual(len(rows), 6, f"instance {name}'s store: one row per request of both instances")
+            self.assertEqual(sorted(Counter(r["instance"] for r in rows).values()), [3, 3], "3 rows of each instance")
+        self.assertEqual(sorted((r["instance"], r["ts"]) for r in seen["a"]),
+                         sorted((r["instance"], r["ts"]) for r in seen["b"]), "the same rows in both stores")
 
 
 

@@ -43,7 +43,10 @@ class Reader:
             raise
 
     def requests(self, since: float) -> list[dict]:
-        return self._rows(f"SELECT {', '.join(COLUMNS)} FROM requests WHERE ts >= ? ORDER BY ts", (since,))
+        """The rows since `since`; in a store no writer has migrated yet, the columns it lacks read as null."""
+        present = {r["name"] for r in self._rows("PRAGMA table_info(requests)")}
+        shown = ", ".join(c if c in present else f"NULL AS {c}" for c in COLUMNS if c != "uid")
+        return self._rows(f"SELECT {shown} FROM requests WHERE ts >= ? ORDER BY ts", (since,))
 
     def cooldowns(self, since: float | None = None) -> list[dict]:
         if since is None:
@@ -66,7 +69,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[index], 1)
 
 
-BY_KEYS = ("model", "deployment", "provider", "protocol")
+BY_KEYS = ("model", "deployment", "provider", "protocol", "instance")  # instance: usage_share.instance_id
 
 
 def summarize(rows: list[dict], by: str) -> list[dict]:

@@ -1,6 +1,7 @@
 """The usage store's shape, shared by its writer and its readers: the file names under `.router/runtime/usage/`,
-the tables (`requests`, `cooldowns`, `workers`, `meta`), the columns and outcome/protocol names a row may carry,
-and the retention settings (`usage_max_days`, `usage_max_mb`) with their checks (see docs/usage.md).
+the tables (`requests`, `cooldowns`, `workers`, `meta`; ADDED_COLUMNS: those a store made earlier lacks), the
+columns and outcome/protocol names a row may carry, and the retention settings (`usage_max_days`, `usage_max_mb`)
+with their checks (see docs/usage.md).
 
 Nothing here opens the database; `usage_writer.py` writes it, `usage_queries.py` reads it.
 """
@@ -19,13 +20,14 @@ MAX_MAX_MB = 100_000
 MAX_MAX_DAYS = 3650
 OUTCOMES = ("ok", "429", "5xx", "timeout", "refused", "client_error", "error")
 PROTOCOLS = ("chat", "responses", "messages", "completions", "embeddings", "other")
+# `uid` (a uuid) and `instance` (usage_share.instance_id) last: the writer sets them, whatever a row says
 COLUMNS = ("ts", "model", "deployment", "provider", "protocol", "stream", "outcome", "status", "latency_ms",
-           "ttft_ms", "tokens_in", "tokens_out", "trace", "error", "rl_requests", "rl_tokens")
+           "ttft_ms", "tokens_in", "tokens_out", "trace", "error", "rl_requests", "rl_tokens", "uid", "instance")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
   id INTEGER PRIMARY KEY, ts REAL NOT NULL, model TEXT, deployment TEXT, provider TEXT, protocol TEXT,
   stream INTEGER, outcome TEXT, status INTEGER, latency_ms REAL, ttft_ms REAL, tokens_in INTEGER,
-  tokens_out INTEGER, trace TEXT, error TEXT, rl_requests INTEGER, rl_tokens INTEGER);
+  tokens_out INTEGER, trace TEXT, error TEXT, rl_requests INTEGER, rl_tokens INTEGER, uid TEXT, instance TEXT);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE TABLE IF NOT EXISTS cooldowns (
   id INTEGER PRIMARY KEY, deployment TEXT NOT NULL, pid INTEGER, started REAL, until REAL, status INTEGER,
@@ -33,9 +35,14 @@ CREATE TABLE IF NOT EXISTS cooldowns (
 CREATE INDEX IF NOT EXISTS cooldowns_deployment ON cooldowns (deployment, started);
 CREATE TABLE IF NOT EXISTS workers (
   pid INTEGER PRIMARY KEY, started REAL, seen REAL, written INTEGER, dropped INTEGER, reset_seq INTEGER,
-  max_mb INTEGER, max_days INTEGER);
+  max_mb INTEGER, max_days INTEGER, unshared INTEGER);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+# columns added since the first release: a store without them gets them (ALTER TABLE) when a writer opens it; its
+# old rows keep a null uid (never shared) and get the writer's instance id
+ADDED_COLUMNS = (("requests", "uid", "TEXT"), ("requests", "instance", "TEXT"), ("workers", "unshared", "INTEGER"))
+# after ADDED_COLUMNS: a row's uuid is unique (INSERT OR IGNORE of the rows shared through Redis, usage_share.py)
+INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS requests_uid ON requests (uid);"
 
 
 @dataclass(frozen=True)

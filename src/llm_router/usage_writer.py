@@ -6,7 +6,8 @@ dropped and counted (`workers.dropped`), never a request. A file that is not a d
 (`usage.db.corrupt-<time>`) with a warning and a new one is started. The same thread watches the router's
 cooldowns through `cooldown_source` (start and end of each episode go to the `cooldowns` table and are handed to
 `on_event` for the event log) and applies reset requests from `control.json` (usage_control.py); each worker
-acknowledges the sequence number it applied in `workers`.
+acknowledges the sequence number it applied in `workers`. With a `redis` target the same thread shares rows with
+the other instances through a Redis stream (usage_share.py); each row has a uuid (`uid`) and an `instance`.
 
 Bounds: rows older than `max_days` are deleted, and when the file grows past `max_mb` (checked after every
 batch) the oldest rows go until it is under 80 % of it (auto_vacuum=INCREMENTAL gives the pages back). Never
@@ -19,12 +20,14 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .usage_control import read_control
-from .usage_schema import COLUMNS, SCHEMA, Settings, control_path, db_path
+from .usage_schema import ADDED_COLUMNS, COLUMNS, INDEXES, SCHEMA, Settings, control_path, db_path
+from .usage_share import RedisTarget, Share, instance_id, stream_length
 
 QUEUE_SIZE = 10_000  # rows waiting for the writer; beyond this they are dropped and counted
 BATCH = 500  # rows per transaction at most
@@ -48,9 +51,10 @@ def _private_dir(path: Path) -> None:
         pass
 
 
-def open_writer_db(path: Path) -> sqlite3.Connection:
-    """Open (creating 0600 in a 0700 folder) and set up the database for writing; CorruptDatabase when the file
-    is not a SQLite database."""
+def open_writer_db(path: Path, instance: str | None = None) -> sqlite3.Connection:
+    """Open (creating 0600 in a 0700 folder), set up and migrate the database for writing (a store made before
+    `instance` existed gets it, its rows labelled `instance`); CorruptDatabase when the file is not a SQLite
+    database."""
     path = Path(path)
     _private_dir(path.parent)
     if not path.exists():
@@ -73,6 +77,7 @@ def open_writer_db(path: Path) -> sqlite3.Connection:
         conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")  # the WAL stays near 1 MiB
         conn.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * 4096}")
         conn.executescript(SCHEMA)
+        migrate(conn, instance)
         quick = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if quick != "ok":
             raise CorruptDatabase(str(quick))
@@ -87,6 +92,25 @@ def open_writer_db(path: Path) -> sqlite3.Connection:
         except OSError:
             pass
     return conn
+
+
+def migrate(conn: sqlite3.Connection, instance: str | None = None) -> list[str]:
+    """Add the ADDED_COLUMNS a store lacks, label its old rows with `instance`, create INDEXES; what was added."""
+    added = []
+    for table, column, kind in ADDED_COLUMNS:
+        present = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another worker added it a moment ago
+                if "duplicate column" not in str(exc).lower():
+                    raise
+                continue
+            added.append(f"{table}.{column}")
+    if "requests.instance" in added and instance:
+        conn.execute("UPDATE requests SET instance = ? WHERE instance IS NULL", (instance,))
+    conn.executescript(INDEXES)
+    return added
 
 
 def _is_corrupt(exc: BaseException) -> bool:
@@ -119,7 +143,7 @@ class Writer:
                  cooldown_source: Callable[[], dict[str, CooldownState]] | None = None,
                  reset: Callable[[list[str]], list[str]] | None = None,
                  on_event: Callable[[str, dict], None] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, redis: RedisTarget | None = None):
         self.usage_dir = Path(usage_dir)
         self.path = db_path(self.usage_dir)
         self.settings = settings
@@ -142,6 +166,26 @@ class Writer:
         self._since_prune = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.redis = redis
+        self._instance: str | None = None
+        self.share: Share | None = None  # made by the thread, with the instance id, when `redis` is given
+
+    @property
+    def instance(self) -> str:
+        """This runtime folder's instance id (usage_share.instance_id), read or made on first use (in the thread)."""
+        if self._instance is None:
+            try:
+                _private_dir(self.usage_dir)
+            except OSError:
+                pass
+            self._instance = instance_id(self.usage_dir)
+            if self.redis is not None:
+                self.share = Share(self.redis, self._instance, stream_length(self.settings))
+        return self._instance
+
+    @property
+    def unshared(self) -> int:
+        return self.share.unshared if self.share is not None else 0
 
     # -- request path
     def submit(self, row: dict) -> None:
@@ -188,6 +232,8 @@ class Writer:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.share is not None:
+            self.share.close()
 
     def _collect(self, wait: bool = True) -> list[dict]:
         batch: list[dict] = []
@@ -213,7 +259,7 @@ class Writer:
             self._conn.close()  # the file was removed under us: start a new one
             self._conn = None
         try:
-            self._conn = open_writer_db(self.path)
+            self._conn = open_writer_db(self.path, self.instance)
         except CorruptDatabase as exc:
             self._corrupt(exc)
         except (sqlite3.Error, OSError) as exc:
@@ -233,7 +279,7 @@ class Writer:
         self._warn(f"usage store {self.path} was corrupt ({exc}); moved to {aside.name}, a new one was started")
         self.on_event("usage_store_corrupt", {"moved_to": aside.name})
         try:
-            self._conn = open_writer_db(self.path)
+            self._conn = open_writer_db(self.path, self.instance)
         except (sqlite3.Error, OSError, CorruptDatabase) as again:
             self._warn(f"usage store {self.path} could not be started again ({again})")
 
@@ -260,7 +306,8 @@ class Writer:
             if conn is None:
                 self.dropped += len(batch)
                 return
-            values = [tuple(_clean(row.get(c)) for c in COLUMNS) for row in batch]
+            instance = self.instance  # uid and instance are the writer's, whatever a row says
+            values = [tuple(_clean(row.get(c)) for c in COLUMNS[:-2]) + (uuid.uuid4().hex, instance) for row in batch]
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES "
@@ -275,6 +322,9 @@ class Writer:
                     self._corrupt(exc)
                 elif "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
                     self._warn(f"usage store {self.path}: {exc}; rows are dropped and counted")
+            else:
+                if self.share is not None:  # after the commit, from the store: what Redis missed goes too
+                    self._guard(lambda: self.share.push(conn))
             now = time.monotonic()
             if self._since_prune >= BATCH * 10 or now - self._last_prune >= PRUNE_INTERVAL \
                     or self._size(conn) > self.settings.max_bytes:  # three cheap PRAGMAs per batch
@@ -324,14 +374,18 @@ class Writer:
         if changed or now - self._last_beat >= HEARTBEAT_INTERVAL:
             self._last_beat = now
             self.heartbeat(conn)
+        if self.share is not None:
+            self.share.push(conn)  # rows a Redis outage held back
+            self.share.pull(conn, self.clock() - self.settings.max_days * 86400)
 
     def heartbeat(self, conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO workers (pid, started, seen, written, dropped, reset_seq, max_mb, max_days) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(pid) DO UPDATE SET seen = excluded.seen, "
-                     "started = excluded.started, written = excluded.written, dropped = excluded.dropped, "
-                     "reset_seq = excluded.reset_seq, max_mb = excluded.max_mb, max_days = excluded.max_days",
+        conn.execute("INSERT INTO workers (pid, started, seen, written, dropped, reset_seq, max_mb, max_days, "
+                     "unshared) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(pid) DO UPDATE SET "
+                     "seen = excluded.seen, started = excluded.started, written = excluded.written, "
+                     "dropped = excluded.dropped, reset_seq = excluded.reset_seq, max_mb = excluded.max_mb, "
+                     "max_days = excluded.max_days, unshared = excluded.unshared",
                      (self.pid, self.started, self.clock(), self.written, self.dropped, self.applied_seq,
-                      self.settings.max_mb, self.settings.max_days))
+                      self.settings.max_mb, self.settings.max_days, self.unshared))
 
     def _watch_cooldowns(self, conn: sqlite3.Connection, reason: str = "expired") -> None:
         if self.cooldown_source is None:

@@ -1,4 +1,4 @@
-"""`usage [--since 24h] [--by model|deployment|provider|protocol] [--html FILE]`, `models [--quota]` and
+"""`usage [--since 24h] [--by model|deployment|provider|protocol|instance] [--html FILE]`, `models [--quota]` and
 `cooldown reset [DEPLOYMENT | --all]` (docs/usage.md)."""
 from __future__ import annotations
 

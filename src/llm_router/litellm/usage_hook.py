@@ -19,6 +19,10 @@ Where: `$LLM_ROUTER_USAGE_DIR` if set, else `<runtime_dir>/usage` derived from t
 `services.litellm.usage_max_days` / `usage_max_mb` from the parse of routertool.yaml that `service start` leaves in
 `<state>/cache/` ($LLM_ROUTER_USAGE_MAX_DAYS / $LLM_ROUTER_USAGE_MAX_MB override), else the defaults.
 
+Shared: when that parse has `services.redis` (managed, or an external `url`), the store's thread also shares rows
+with the other instances through Redis (usage_share.py), authenticating with the REDIS_PASSWORD LiteLLM was given
+(litellm/env.py); `LLM_ROUTER_USAGE_SHARE=0` keeps the rows local.
+
 Importing this module does not import LiteLLM: `usage_recorder` is built on first attribute access.
 """
 from __future__ import annotations
@@ -30,11 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import usage as store
+from ..config_rules import REDIS_URL
+from ..config_schema import REDIS_DEFAULTS, REDIS_PASSWORD_ENV
 from ..layout import Layout
+from ..usage_share import RedisTarget
 
 DIR_ENV = "LLM_ROUTER_USAGE_DIR"
 MAX_DAYS_ENV = "LLM_ROUTER_USAGE_MAX_DAYS"
 MAX_MB_ENV = "LLM_ROUTER_USAGE_MAX_MB"
+SHARE_ENV = "LLM_ROUTER_USAGE_SHARE"
 CALL_PROTOCOLS = {"acompletion": "chat", "completion": "chat", "aresponses": "responses", "responses": "responses",
                   "anthropic_messages": "messages", "atext_completion": "completions",
                   "text_completion": "completions", "aembedding": "embeddings", "embedding": "embeddings"}
@@ -57,19 +65,26 @@ def usage_dir_for(config_path: str | os.PathLike | None, env: dict | None = None
     return layout.usage_dir if layout else None
 
 
-def settings_for(usage_dir: Path, env: dict | None = None) -> store.Settings:
-    env = os.environ if env is None else env
-    max_days: Any = store.DEFAULT_MAX_DAYS
-    max_mb: Any = store.DEFAULT_MAX_MB
+def _services(usage_dir: Path) -> dict:
+    """`services` of the routertool.yaml parse `service start` left (config.remember_parse); {} when none."""
     cache = Layout.of_runtime_dir(usage_dir.parent).parse_cache  # usage_dir is <runtime>/usage
     try:
         with open(cache, "rb") as handle:
             data = json.loads(handle.read(8 << 20)).get("data") or {}
-        litellm = ((data.get("services") or {}).get("litellm") or {})
+        services = data.get("services") or {}
+        return services if isinstance(services, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def settings_for(usage_dir: Path, env: dict | None = None) -> store.Settings:
+    env = os.environ if env is None else env
+    max_days: Any = store.DEFAULT_MAX_DAYS
+    max_mb: Any = store.DEFAULT_MAX_MB
+    litellm = _services(usage_dir).get("litellm") or {}
+    if isinstance(litellm, dict):
         max_days = litellm.get("usage_max_days", max_days)
         max_mb = litellm.get("usage_max_mb", max_mb)
-    except (OSError, ValueError, AttributeError):
-        pass
     for name, current in ((MAX_DAYS_ENV, "d"), (MAX_MB_ENV, "m")):
         if env.get(name):
             try:
@@ -81,6 +96,31 @@ def settings_for(usage_dir: Path, env: dict | None = None) -> store.Settings:
             else:
                 max_mb = value
     return store.settings_from(max_days, max_mb)
+
+
+def redis_for(usage_dir: Path, env: dict | None = None) -> RedisTarget | None:
+    """The stack's Redis (as config_rules reads `services.redis`) with REDIS_PASSWORD from the environment; None
+    when the parse has no Redis (or a bad one) or $LLM_ROUTER_USAGE_SHARE is 0."""
+    env = os.environ if env is None else env
+    if str(env.get(SHARE_ENV, "")).strip().lower() in ("0", "off", "false", "no"):
+        return None
+    given = _services(usage_dir).get("redis")
+    if not isinstance(given, dict):
+        return None
+    secret = env.get(REDIS_PASSWORD_ENV) or None
+    url = given.get("url")
+    if isinstance(url, str):
+        match = REDIS_URL.match(url)
+        if match is None or match.group("auth"):
+            return None
+        return RedisTarget(host=match.group("host").strip("[]"), port=int(match.group("port") or 6379),
+                           password=secret, tls=match.group("scheme") == "rediss", db=int(match.group("db") or 0))
+    merged = {**REDIS_DEFAULTS, **given}
+    host, port = merged.get("host"), merged.get("port")
+    if merged.get("enabled") is not True or not isinstance(host, str) or isinstance(port, bool) \
+            or not isinstance(port, int) or not 1 <= port <= 65535:
+        return None
+    return RedisTarget(host=host, port=port, password=secret)
 
 
 def outcome_of(exception: BaseException | None) -> tuple[str, int | None, str | None]:
@@ -258,7 +298,8 @@ def writer() -> store.Writer | None:
         instance = None
         if usage_dir is not None:
             instance = store.Writer(usage_dir, settings_for(usage_dir), cooldown_source=read_cooldowns,
-                                    reset=clear_cooldowns, on_event=_event_writer(usage_dir)).start()
+                                    reset=clear_cooldowns, on_event=_event_writer(usage_dir),
+                                    redis=redis_for(usage_dir)).start()
         _state[pid] = instance
         return instance
 
