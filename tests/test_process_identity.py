@@ -29,11 +29,19 @@ ORPHANED_GROUP = textwrap.dedent("""
     time.sleep(0.5)
 """)
 
+# Like the real binary, both fixtures below answer `-h` with the banner and exit 0 (llm-router runs `-h` to learn the
+# line before a start, cliproxy.write_runtime_config); only a start does what the fixture is for.
+HELP = """\
+    if "-h" in sys.argv:
+        print("CLIProxyAPI Version: 6.9.28-0-plus, Commit: fixture, BuiltAt: 2026-04-17T00:00:00Z")
+        sys.exit(0)
+"""
 # A fake CLIProxyAPIPlus binary that starts a foreign HTTP server on its own port (not carrying our marker, in a
 # session of its own, its pid written to a file), then never binds anything itself.
 FOREIGN_ANSWER = textwrap.dedent("""\
     #!{python}
     import os, subprocess, sys, time
+""" + HELP + """\
     port = int(open(os.environ["TEST_PORT_FILE"]).read())
     env = {{k: v for k, v in os.environ.items() if k != "LLM_ROUTER_LAUNCH_ID"}}
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
@@ -45,7 +53,8 @@ FOREIGN_ANSWER = textwrap.dedent("""\
 # A binary that never gets ready, and leaves a daemon behind in a session of its own (double fork, setsid).
 NEVER_READY_DAEMON = textwrap.dedent("""\
     #!{python}
-    import os, time
+    import os, sys, time
+""" + HELP + """\
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:

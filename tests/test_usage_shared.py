@@ -210,6 +210,29 @@ CREATE TABLE workers (
 """
 
 
+class InstanceIdTest(unittest.TestCase):
+    def test_workers_starting_together_agree_on_one_instance_id(self):
+        import threading
+
+        for _ in range(20):  # each round a fresh folder and 8 workers making the id at the same moment
+            folder = Path(tempfile.mkdtemp(prefix="instance-id-"))
+            self.addCleanup(shutil.rmtree, folder, True)
+            barrier, found = threading.Barrier(8), []
+
+            def make() -> None:
+                barrier.wait()
+                found.append(store.instance_id(folder))
+            threads = [threading.Thread(target=make) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            self.assertEqual(len(set(found)), 1, found)
+            self.assertEqual((folder / store.INSTANCE_NAME).read_text().strip(), found[0])
+            self.assertEqual(stat.S_IMODE((folder / store.INSTANCE_NAME).stat().st_mode), 0o600)
+            self.assertEqual([p.name for p in folder.iterdir()], [store.INSTANCE_NAME])  # no draft left
+
+
 class Migration(_Base):
     def old_store(self, usage_dir: Path, rows: int) -> None:
         usage_dir.mkdir(parents=True)

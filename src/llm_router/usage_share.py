@@ -16,6 +16,7 @@ standard library (this runs inside LiteLLM; redis_service.py is a layer above th
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -64,14 +65,21 @@ def instance_id(usage_dir: Path) -> str:
             break
         host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40].strip(".-") or "host"
         value = f"{host}-{secrets.token_hex(4)}"
+        # written whole under a private name, then linked into place: a worker racing us never reads a file that
+        # exists but is still empty (which it would take for damaged, and replace with an id of its own)
+        draft = path.with_name(f".{INSTANCE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            fd = os.open(draft, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(value + "\n")
+            os.link(draft, path)
         except FileExistsError:
             continue  # another worker made it first: read theirs
         except OSError:
             break
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(value + "\n")
+        finally:
+            with contextlib.suppress(OSError):
+                draft.unlink()
         return value
     return "local"
 
