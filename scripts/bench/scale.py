@@ -13,7 +13,7 @@ Clients are light (http.client on keep-alive connections, one thread each), but 
 with the workers and the stand-in, as everything does on a 2-core machine: each level prints the CPU (% of one
 core) the LiteLLM workers, the stand-in and the client used, and the load average.
 
-    uv run python scripts/bench/scale.py [--delay-ms 50] [--p99-ms 400] [--seconds 8] [--levels 1,2,4,8,12,16]
+    uv run python scripts/bench/scale.py [--delay-ms 50] [--p99-ms 400] [--seconds 8] [--levels 1,2,4,8,12,16,24,32]
                                          [--latency-requests 300] [--json]
     uv run inv bench.scale [...same flags]
 """
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=float, default=50.0)
     parser.add_argument("--p99-ms", type=float, default=400.0)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--levels", default="1,2,4,8,12,16")
+    parser.add_argument("--levels", default="1,2,4,8,12,16,24,32")
     parser.add_argument("--latency-requests", type=int, default=300)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

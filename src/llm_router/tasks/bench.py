@@ -54,10 +54,11 @@ def switch(c, rate=25.0, threads=4, switches=2, mode="", bytecode_cache=False, j
 
 @task(help={"delay_ms": "the upstream stand-in's fixed delay (default 50)",
             "p99_ms": "the p99 a throughput level must stay within (default 400)",
-            "seconds": "seconds per load level (default 8)", "levels": "client concurrencies (default 1,2,4,8,12,16)",
+            "seconds": "seconds per load level (default 8)",
+            "levels": "client concurrencies (default 1,2,4,8,12,16,24,32)",
             "latency_requests": "sequential requests per stack for the Redis latency (default 300)",
             "json": "print JSON"}, auto_shortflags=False)
-def scale(c, delay_ms=50.0, p99_ms=400.0, seconds=8.0, levels="1,2,4,8,12,16", latency_requests=300, json=False):
+def scale(c, delay_ms=50.0, p99_ms=400.0, seconds=8.0, levels="1,2,4,8,12,16,24,32", latency_requests=300, json=False):
     """Req/s at a fixed p99 for 1 vs 2 LiteLLM workers, and the added latency of Redis-shared router state."""
     code = _script("scale").main([f"--delay-ms={delay_ms}", f"--p99-ms={p99_ms}", f"--seconds={seconds}",
                                   f"--levels={levels}", f"--latency-requests={latency_requests}",
