@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from . import resp
 from .config import REDIS_PASSWORD_ENV, RedisConfig, RouterConfig
 from .errors import NOT_FOUND, USAGE, RouterError
 from .fsutil import atomic_write, ensure_private_dir
@@ -120,61 +121,14 @@ def prepare_argv(cfg: RouterConfig) -> list[str]:
 
 # --------------------------------------------------------------------------- RESP
 
-def _command(*parts: str) -> bytes:
-    out = [f"*{len(parts)}\r\n".encode()]
-    for part in parts:
-        data = part.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _read_line(sock_file) -> bytes:
-    line = sock_file.readline(65536)
-    if not line.endswith(b"\r\n"):
-        raise ConnectionError("connection closed")
-    return line[:-2]
-
-
-def _reply(sock_file) -> object:
-    line = _read_line(sock_file)
-    kind, rest = line[:1], line[1:]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RedisReplyError(rest.decode(errors="replace"))
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        size = int(rest)
-        if size < 0:
-            return None
-        data = sock_file.read(size + 2)
-        return data[:-2].decode(errors="replace")
-    if kind == b"*":
-        count = int(rest)
-        return None if count < 0 else [_reply(sock_file) for _ in range(count)]
-    raise ConnectionError(f"not a Redis reply: {line[:40]!r}")
-
-
-class RedisReplyError(Exception):
-    pass
-
-
 def call(host: str, port: int, secret: str | None, *commands: tuple[str, ...],
          timeout: float = PROBE_TIMEOUT, use_tls: bool = False) -> list[object]:
-    """Send `commands` (after AUTH when `secret`) over one connection; the replies, errors as RedisReplyError
+    """Send `commands` (after AUTH when `secret`) over one connection; the replies, errors as resp.ReplyError
     values. Raises OSError/ConnectionError when Redis cannot be reached."""
-    import socket
-
-    raw = socket.create_connection((host, port), timeout=timeout)
-    if use_tls:
-        import ssl
-
-        raw = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+    raw = resp.connect(host, port, timeout, use_tls)
     with raw, raw.makefile("rb") as reader:
         sent = ([("AUTH", secret)] if secret else []) + list(commands)
-        raw.sendall(b"".join(_command(*c) for c in sent))
-        replies = [_reply(reader) for _ in sent]
+        replies = resp.exchange(raw, reader, sent)
     return replies[1:] if secret else replies
 
 

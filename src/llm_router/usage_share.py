@@ -11,8 +11,8 @@ person or a secret. A stream entry holds the row's columns only (no prompt, answ
 instance id. Only the writer thread talks to Redis, with a 1 s timeout: a Redis that is down or refuses costs
 nothing on the request path; the rows it did not get stay pending in the store (counted as `workers.unshared`)
 and go with a later push: the high-water rowid of this instance's rows in the stream is `meta.share_pushed_rowid`.
-After a failure the thread tries again after RETRY_AFTER seconds. The client is a minimal RESP one over the
-standard library (this runs inside LiteLLM; redis_service.py is a layer above the store).
+After a failure the thread tries again after RETRY_AFTER seconds. The wire format is resp.py's (standard library
+only: this runs inside LiteLLM, and redis_service.py is a layer above the store).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import resp
 from .usage_schema import COLUMNS, Settings
 
 STREAM = "llm-router:usage"
@@ -116,11 +117,7 @@ class Connection:
         self._sock = self._file = None
 
     def _open(self) -> None:
-        sock = socket.create_connection((self.target.host, self.target.port), timeout=self.timeout)
-        if self.target.tls:
-            import ssl
-
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.target.host)
+        sock = resp.connect(self.target.host, self.target.port, self.timeout, self.target.tls)
         self._sock, self._file = sock, sock.makefile("rb")
         hello = ([("AUTH", self.target.password)] if self.target.password else []) + \
             ([("SELECT", str(self.target.db))] if self.target.db else [])
@@ -129,11 +126,10 @@ class Connection:
 
     def _send(self, commands: list[tuple[str, ...]]) -> list[object]:
         assert self._sock is not None
-        self._sock.sendall(b"".join(_encode(c) for c in commands))
-        replies = [_reply(self._file) for _ in commands]
+        replies = resp.exchange(self._sock, self._file, commands)
         for reply in replies:
-            if isinstance(reply, RedisError):
-                raise reply
+            if isinstance(reply, resp.ReplyError):
+                raise RedisError(str(reply))
         return replies
 
     def execute(self, commands: list[tuple[str, ...]]) -> list[object]:
@@ -154,39 +150,6 @@ class Connection:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _encode(parts: tuple[str, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _reply(sock_file) -> object:
-    line = sock_file.readline(1 << 20)
-    if not line.endswith(b"\r\n"):
-        raise ConnectionError("connection closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RedisError(rest.decode(errors="replace")[:200])
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        size = int(rest)
-        if size < 0:
-            return None
-        data = sock_file.read(size + 2)
-        if len(data) != size + 2:
-            raise ConnectionError("connection closed")
-        return data[:-2].decode(errors="replace")
-    if kind == b"*":
-        count = int(rest)
-        return None if count < 0 else [_reply(sock_file) for _ in range(count)]
-    raise ConnectionError("not a Redis reply")
 
 
 def _id_key(stream_id: str) -> tuple[int, int]:
