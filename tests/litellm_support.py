@@ -169,10 +169,12 @@ class StandinStack:
             server.stop()
 
 
-def class_sandbox(cls, prefix: str, providers: dict, groups: dict, profile: str, litellm_mode: str = "uvicorn"):
+def class_sandbox(cls, prefix: str, providers: dict, groups: dict, profile: str, litellm_mode: str = "uvicorn",
+                  before_start=None):
     """One sandbox stack (the CLIProxyAPIPlus stand-in, an upstream stand-in for every openai_compatible provider,
-    the real LiteLLM) for a whole test class, started now; `groups` is {name: [(provider, model), ...]}. Class
-    cleanups stop it by its recorded processes and remove its folder, and fail if anything of it is left."""
+    the real LiteLLM) for a whole test class, started now; `groups` is {name: [(provider, model), ...]}.
+    `before_start(box)` runs between prepare and start (e.g. to change the accounts). Class cleanups stop it by its
+    recorded processes and remove its folder, and fail if anything of it is left."""
     import shutil
 
     from llm_router import sandbox
@@ -191,5 +193,7 @@ def class_sandbox(cls, prefix: str, providers: dict, groups: dict, profile: str,
 
     cls.addClassCleanup(close)
     box.prepare()
+    if before_start is not None:
+        before_start(box)
     box.start()
     return box

@@ -31,7 +31,7 @@ from llm_router.config import MASTER_KEY_ENV
 from llm_router.standin import cliproxy as standin
 from llm_router.standin.process import free_port, requests_log, start_cliproxy
 
-from .litellm_support import requires_litellm
+from .litellm_support import class_sandbox, requires_litellm
 from .support import STACK_CONFIG, TempRepo
 
 PLUS_6, OLD_PLUS, MAINLINE_7, PLUS_FORK_7 = "6.9.28-0", "6.6.9-0", "7.2.140", "7.1.68-6"
@@ -246,29 +246,17 @@ class LiteLLMAffinityTest(unittest.TestCase):
     def setUpClass(cls):
         import openai
 
-        from llm_router import sandbox
+        def two_codex_accounts(box) -> None:
+            auths = box.cfg.layout.auths_dir
+            for path in auths.glob("codex-*.json"):
+                path.unlink()  # the sandbox's own Codex account: replaced by the two below
+            cls.accounts = sorted(standin.write_codex_login(auths, *account).name for account in ACCOUNTS)
+            for name in cls.accounts:
+                (auths / name).chmod(0o600)
 
-        root = Path(tempfile.mkdtemp(prefix="llm-router-affinity-"))
-        cls.addClassCleanup(shutil.rmtree, root, True)
-        cls.box = box = sandbox.Sandbox(root=root / "box", providers={"cliproxy": {"type": "cliproxyapi_plus"}},
-                                        models=[{"name": "coder", "deployments": [
-                                            {"provider": "cliproxy", "model": CODEX_MODEL}]}],
-                                        profile="balanced", litellm_mode="uvicorn")
-
-        def close() -> None:
-            problems = box.close()
-            if problems:
-                raise AssertionError("; ".join(problems))
-
-        cls.addClassCleanup(close)
-        box.prepare()
-        auths = box.cfg.layout.auths_dir
-        for path in auths.glob("codex-*.json"):
-            path.unlink()  # the sandbox's own Codex account: replaced by the two below
-        cls.accounts = sorted(standin.write_codex_login(auths, *account).name for account in ACCOUNTS)
-        for name in cls.accounts:
-            (auths / name).chmod(0o600)
-        box.start()
+        cls.box = box = class_sandbox(cls, "llm-router-affinity-", {"cliproxy": {"type": "cliproxyapi_plus"}},
+                                      {"coder": [("cliproxy", CODEX_MODEL)]}, "balanced",
+                                      before_start=two_codex_accounts)
         cls.client = openai.OpenAI(base_url=box.litellm_url + "/v1", api_key=box.cfg.secret(MASTER_KEY_ENV),
                                    max_retries=0, timeout=TIMEOUT,
                                    http_client=openai.DefaultHttpxClient(trust_env=False))
