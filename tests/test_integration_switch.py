@@ -107,6 +107,9 @@ class LiveSwitchTest(StackRepo):
             time.sleep(0.2)
         self.assertEqual(len(warmed), 1, warmed)
         self.assertNotIn("skipped", warmed[0])
+        self.assertIn("3 paths (2 routed before startup)", warmed[0])  # /v1/messages is LiteLLM's lazy feature
+        # the collector was off while the master imported; the heap is frozen before the first fork
+        self.assertIn(" objects frozen for the workers", self.cfg.layout.log_file("litellm").read_text())
 
     def client_load(self, **kw):
         return Load(self.cfg.services["litellm"].base_url, self.cfg.secret("LITELLM_MASTER_KEY"), **kw)

@@ -1,5 +1,5 @@
-"""The LiteLLM launcher's warm-up and warm-proof hooks in the gunicorn master (`llm_router.litellm.launch`),
-without starting LiteLLM.
+"""The LiteLLM launcher's warm-up, warm-proof and collector hooks in the gunicorn master
+(`llm_router.litellm.launch`), without starting LiteLLM.
 
 The real master running it is covered by the gunicorn integration tests (`test_integration_switch.py`), which
 also check its `llm-router: warmed` log line."""
@@ -35,6 +35,15 @@ class WarmTest(unittest.TestCase):
         self.assertEqual(result["skipped"], ["llm_router_not_imported_yet (RuntimeError)"])
 
 
+def fake_normalizer(calls: list) -> dict:
+    """LiteLLM's route normaliser as a stand-in module (importing LiteLLM itself takes seconds), recording calls."""
+    import types
+
+    module = types.ModuleType("litellm.proxy.auth.auth_utils")
+    module.normalize_request_route = calls.append
+    return {module.__name__: module}
+
+
 class WarmAppTest(unittest.TestCase):
     def test_matches_each_path_once_and_skips_what_is_missing(self):
         import types
@@ -53,14 +62,116 @@ class WarmAppTest(unittest.TestCase):
 
         fake = types.ModuleType("litellm.proxy.proxy_server")
         fake.app = types.SimpleNamespace(router=types.SimpleNamespace(routes=[Route("/a"), Route("/b"), Route("/c")]))
-        with mock.patch.dict(sys.modules, {"litellm.proxy.proxy_server": fake}):
+        with mock.patch.dict(sys.modules, {"litellm.proxy.proxy_server": fake, **fake_normalizer([])}):
             result = litellm_launch.warm_app(paths=("/b",), models=("llm_router_no_such_module.Model",
                                                                        "json.JSONDecoder"))
         self.assertEqual(seen, [("/a", "/b"), ("/b", "/b")])  # stops at the full match, as a request does
-        self.assertEqual(result["routes"], 1)
+        self.assertEqual((result["paths"], result["routes"]), (1, 0))  # matched, but no FastAPI endpoint there
         self.assertEqual(result["models"], 0)
         self.assertEqual(result["skipped"], ["llm_router_no_such_module.Model (ModuleNotFoundError)",
                                              "json.JSONDecoder (AttributeError)"])
+
+
+    def test_a_real_fastapi_app_gets_its_endpoint_contexts_through_included_routers(self):
+        import types
+
+        from fastapi import APIRouter, FastAPI
+        from fastapi import routing as fastapi_routing
+
+        def chat_completion():
+            return {}
+
+        def responses_api():
+            return {}
+
+        app, chat, responses = FastAPI(), APIRouter(), APIRouter()
+        chat.post("/v1/chat/completions")(chat_completion)
+        responses.post("/responses")(responses_api)
+        app.include_router(chat)
+        app.include_router(responses, prefix="/v1")
+        fake = types.ModuleType("litellm.proxy.proxy_server")
+        fake.app = app
+        normalized = []
+        with mock.patch.dict(sys.modules, {"litellm.proxy.proxy_server": fake, **fake_normalizer(normalized)}):
+            result = litellm_launch.warm_app(paths=("/v1/chat/completions", "/v1/responses", "/v1/messages"),
+                                             models=())
+        self.assertEqual(result["skipped"], [])
+        self.assertEqual(normalized, ["/v1/chat/completions", "/v1/responses", "/v1/messages"])
+        # /v1/messages has no route before LiteLLM's startup loads its lazy feature: walked, not routed
+        self.assertEqual((result["paths"], result["routes"]), (3, 2))
+        for endpoint in (chat_completion, responses_api):
+            self.assertEqual(fastapi_routing._endpoint_context_cache[id(endpoint)]["function"], endpoint.__name__)
+
+
+class CollectorTest(unittest.TestCase):
+    """The collector's deferral (point 3 of the launcher's doc), with a real collector and a real fork, in a child
+    interpreter: the test process's own collector is never touched."""
+
+    SCRIPT = """
+import gc, json, os, sys
+from gunicorn.arbiter import Arbiter
+from llm_router.litellm import launch
+
+os.environ[launch.WARMUP_ENV] = "off"
+deferred = launch.defer_gc()
+seen = {"deferred": deferred, "enabled_while_importing": gc.isenabled()}
+read, write = os.pipe()
+
+def spawn(arbiter):  # what gunicorn's spawn_worker does: fork; the child becomes the worker
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b"1" if gc.isenabled() else b"0")
+        os._exit(0)
+    return pid
+
+Arbiter.spawn_worker = spawn
+launch.install_warmup(None, gc_deferred=deferred)
+for _ in range(2):
+    os.waitpid(Arbiter.spawn_worker(None), 0)
+seen.update(worker_enabled=[os.read(read, 1) == b"1" for _ in range(2)], master_enabled=gc.isenabled(),
+            frozen=gc.get_freeze_count())
+print(json.dumps(seen))
+"""
+
+    def run_child(self, env: dict) -> dict:
+        import subprocess
+
+        done = subprocess.run([sys.executable, "-c", self.SCRIPT], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env})
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def test_off_while_importing_frozen_before_the_first_fork_and_on_everywhere_after(self):
+        seen = self.run_child({litellm_launch.IMPORT_GC_ENV: "frozen"})
+        self.assertTrue(seen["deferred"])
+        self.assertFalse(seen["enabled_while_importing"])
+        self.assertEqual(seen["worker_enabled"], [True, True])  # the first worker and a later one
+        self.assertTrue(seen["master_enabled"])
+        self.assertGreater(seen["frozen"], 1000)  # the interpreter's heap, in the permanent generation
+
+    def test_plain_leaves_the_collector_alone(self):
+        seen = self.run_child({litellm_launch.IMPORT_GC_ENV: "plain"})
+        self.assertFalse(seen["deferred"])
+        self.assertTrue(seen["enabled_while_importing"])
+        self.assertEqual(seen["worker_enabled"], [True, True])
+        self.assertEqual(seen["frozen"], 0)
+
+    def test_only_the_gunicorn_mode_defers_it(self):
+        import types
+
+        fake_litellm = types.ModuleType("litellm")  # LiteLLM's console entry point, not LiteLLM
+        fake_litellm.run_server = lambda: 0
+        calls = []
+        with mock.patch.object(litellm_launch, "defer_gc", side_effect=lambda: calls.append("defer") or True), \
+                mock.patch.object(litellm_launch, "install_warmup",
+                                  side_effect=lambda config, gc_deferred: calls.append(gc_deferred)), \
+                mock.patch.dict(sys.modules, {"litellm": fake_litellm}):
+            for argv, expected in ((["--config", "/a.yaml", "--run_gunicorn", "--num_workers", "1"],
+                                    ["defer", True]), (["--config", "/a.yaml"], [False])):
+                calls.clear()
+                with mock.patch.object(sys, "argv", ["launch", *argv]), self.assertRaises(SystemExit):
+                    litellm_launch.main()
+                self.assertEqual(calls, expected, argv)
 
 
 class WarmupHookTest(unittest.TestCase):
@@ -105,6 +216,21 @@ class WarmupHookTest(unittest.TestCase):
         self.assertEqual(self.order, ["warm", "fork", "fork"])  # the first worker is forked warm too
         self.assertEqual(line, "llm-router: warmed 3 modules before the first worker in 0.50 s; skipped 1: "
                                "x (ImportError)")
+
+    def test_with_the_collector_deferred_the_warm_heap_is_frozen_right_before_the_first_fork(self):
+        gc = litellm_launch.gc
+        with mock.patch.object(gc, "freeze", side_effect=lambda: self.order.append("freeze")), \
+                mock.patch.object(gc, "enable", side_effect=lambda: self.order.append("enable")), \
+                mock.patch.object(self.Arbiter, "spawn_worker", self.fake_spawn), \
+                mock.patch.dict("os.environ", {litellm_launch.WARMUP_ENV: "before-fork"}), \
+                mock.patch.object(litellm_launch, "warm_all", side_effect=lambda: self.order.append("warm") or
+                                  {"imported": 0, "skipped": [], "seconds": 0.0}), \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            litellm_launch.install_warmup(gc_deferred=True)
+            self.Arbiter.spawn_worker("arbiter")
+            self.Arbiter.spawn_worker("arbiter")
+        self.assertEqual(self.order, ["warm", "freeze", "fork", "enable", "fork"])
+        self.assertIn("objects frozen for the workers", err.getvalue())
 
     def test_after_fork_warms_once_right_after_the_first_fork(self):
         line = self.run_spawns({litellm_launch.WARMUP_ENV: "after-fork"})

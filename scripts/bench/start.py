@@ -64,6 +64,7 @@ from llm_router import events  # noqa: E402
 from llm_router import stack as router_stack  # noqa: E402
 from llm_router.litellm import service as litellm_service  # noqa: E402
 from llm_router.litellm.env import litellm_env  # noqa: E402
+from llm_router.litellm.launch import IMPORT_GC_ENV, WARMUP_ENV  # noqa: E402
 from llm_router.litellm.workers import STARTED  # noqa: E402
 from llm_router.output import table  # noqa: E402
 from llm_router.standin.cliproxy import install_fake_binary, write_codex_login  # noqa: E402
@@ -286,34 +287,58 @@ def boots_since(path: Path, offset: int) -> tuple[list[int], set[int]]:
 
 # --------------------------------------------------------------------------- (a) start
 
-def first_requests(base_url: str, key: str | None, count: int = FIRST_NEXT) -> dict:
-    """The first chat completion against a just-started LiteLLM, then `count` more: latencies in seconds."""
+CHAT = ("/v1/chat/completions", {"model": "coder", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 5})
+MESSAGES = ("/v1/messages", {"model": "coder", "max_tokens": 5, "messages": [{"role": "user", "content": "ping"}]})
+MESSAGES_NEXT = 5
+
+
+def _timed_posts(base_url: str, key: str | None, path: str, body: dict, count: int) -> tuple[list[float], list[str]]:
+    """`count` POSTs of `body` to `path`, each on a fresh connection: latencies in seconds, and errors."""
     import http.client
     from urllib.parse import urlsplit
 
     url = urlsplit(base_url)
-    body = json.dumps({"model": "coder", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 5})
+    data = json.dumps(body)
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     latencies, errors = [], []
-    for _ in range(count + 1):
+    for _ in range(count):
         p0 = time.perf_counter()
         try:
             conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-            conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+            conn.request("POST", path, body=data, headers=headers)
             answer = conn.getresponse()
             answer.read()
             conn.close()
             if answer.status != 200:
-                errors.append(f"HTTP {answer.status}")
+                errors.append(f"{path} HTTP {answer.status}")
         except OSError as exc:
-            errors.append(type(exc).__name__)
+            errors.append(f"{path} {type(exc).__name__}")
         latencies.append(time.perf_counter() - p0)
-    nxt = median(latencies[1:])
-    return {"first_s": latencies[0], "next_median_s": nxt, "next_max_s": max(latencies[1:], default=None),
-            "first_x": latencies[0] / nxt if nxt else None, "request_errors": errors[:3]}
+    return latencies, errors
 
 
-def router_start(stack: StackDir, procs: Processes, warmup: str | None = None) -> dict:
+def first_requests(base_url: str, key: str | None, count: int = FIRST_NEXT) -> dict:
+    """Against a just-started LiteLLM: the first chat completion, then `count` more; then the first Anthropic
+    Messages request (what Claude Code sends; the chat path is warm by then, the messages path is not unless the
+    master warmed it), then MESSAGES_NEXT more. Latencies in seconds."""
+    chat, errors = _timed_posts(base_url, key, *CHAT, count + 1)
+    messages, more = _timed_posts(base_url, key, *MESSAGES, MESSAGES_NEXT + 1)
+    nxt, msg_next = median(chat[1:]), median(messages[1:])
+    return {"first_s": chat[0], "next_median_s": nxt, "next_max_s": max(chat[1:], default=None),
+            "first_x": chat[0] / nxt if nxt else None,
+            "msg_first_s": messages[0], "msg_next_s": msg_next,
+            "msg_first_x": messages[0] / msg_next if msg_next else None, "request_errors": (errors + more)[:3]}
+
+
+# The router kinds: the default, and the launcher's A/B switches (llm_router.litellm.launch), gunicorn only.
+ROUTER_KINDS = {
+    "router": {},
+    "router-after-fork": {WARMUP_ENV: "after-fork"},  # --compare-warmup: the master warms after its first fork
+    "router-gc-plain": {IMPORT_GC_ENV: "plain"},  # --compare-gc: the collector left on during the import
+}
+
+
+def router_start(stack: StackDir, procs: Processes, kind: str = "router") -> dict:
     cfg, layout = stack.cfg, stack.cfg.layout
     log = layout.log_file("litellm")
     offset = log_size(log)
@@ -322,7 +347,7 @@ def router_start(stack: StackDir, procs: Processes, warmup: str | None = None) -
     t0 = time.time()
     p0 = time.perf_counter()
     try:
-        with patched_env({"LLM_ROUTER_WARMUP": warmup}):
+        with patched_env(ROUTER_KINDS[kind]):
             done = stack.cli("service", "start", "all", timeout=2 * START_TIMEOUT + 60)
     finally:
         total = time.perf_counter() - p0
@@ -337,7 +362,7 @@ def router_start(stack: StackDir, procs: Processes, warmup: str | None = None) -
     cliproxy_ready = epoch(next(e for e in started if e["service"] == "cliproxyapi_plus")["timestamp"])
     record, _ = process.read_record(layout, "litellm")
     forked, ready_workers = boots_since(log, offset)
-    return {"kind": "router" if not warmup else f"router-{warmup}", "mode": stack.mode, "total_s": total,
+    return {"kind": kind, "mode": stack.mode, "total_s": total,
             "cliproxy_s": cliproxy_ready - t0, "litellm_s": t_end - cliproxy_ready,
             "first_200_s": (poller.at - record.started_at) if poller.at and record else None,
             "workers_forked": len(forked), "hung_replaced": len([p for p in forked if p not in ready_workers]),
@@ -389,19 +414,19 @@ def bare_start(stack: StackDir, procs: Processes) -> dict:
 
 
 def measure_start(stack: StackDir, procs: Processes, modes: list[str], runs: int,
-                  compare_warmup: bool = False) -> list[dict]:
+                  compare: tuple[str, ...] = ()) -> list[dict]:
     rows = []
     for round_no in range(runs):
         for mode in modes:
             stack.write(mode)
-            kinds = ["router", "bare"] + (["router-after-fork"] if compare_warmup and mode == "gunicorn" else [])
+            kinds = ["router", "bare"] + (list(compare) if mode == "gunicorn" else [])
             order = kinds if round_no % 2 == 0 else kinds[::-1]
             for kind in order:
                 print(f"  round {round_no + 1}/{runs} {mode:8s} {kind:6s} ... load {loadavg()}",
                       file=sys.stderr, flush=True)
                 if kind.startswith("router"):
                     try:
-                        row = router_start(stack, procs, warmup=kind[len("router-"):] or None)
+                        row = router_start(stack, procs, kind)
                     finally:
                         router_stack.stop(stack.cfg, "all")
                 else:
@@ -440,6 +465,10 @@ def summarize_start(rows: list[dict], modes: list[str]) -> list[dict]:
                 "first_ms": _ms(median([r["first_s"] for r in router if r.get("first_s")])),
                 "next_ms": _ms(median([r["next_median_s"] for r in router if r.get("next_median_s")])),
                 "first_x": first_x,
+                "msg_first_ms": _ms(median([r["msg_first_s"] for r in router if r.get("msg_first_s")])),
+                "msg_next_ms": _ms(median([r["msg_next_s"] for r in router if r.get("msg_next_s")])),
+                "msg_first_x": median([r["msg_first_x"] for r in router if r.get("msg_first_x")]),
+                "bare_msg_first_ms": _ms(median([r["msg_first_s"] for r in bare if r.get("msg_first_s")])),
                 "bare_first_ms": _ms(median([r["first_s"] for r in bare if r.get("first_s")])),
                 "bare_first_x": median([r["first_x"] for r in bare if r.get("first_x")]),
                 "router_hung_replaced": sum(r["hung_replaced"] for r in router),
@@ -568,26 +597,36 @@ def render(report: dict) -> str:
         out.append(table([[r["round"], r["mode"], r["kind"], fmt(r["total_s"]), fmt(r["cliproxy_s"]),
                            fmt(r["litellm_s"]) + (" HUNG" if r.get("hung") else ""), fmt(r["first_200_s"]),
                            fmt(r.get("first_s"), 0, 1000), fmt(r.get("next_median_s"), 0, 1000),
-                           fmt(r.get("first_x"), 1), r["workers_forked"], r["hung_replaced"],
+                           fmt(r.get("first_x"), 1), fmt(r.get("msg_first_s"), 0, 1000),
+                           fmt(r.get("msg_next_s"), 0, 1000), r["workers_forked"], r["hung_replaced"],
                            r["load"].split(" ")[0]]
                           for r in start["runs"]],
                          ["ROUND", "MODE", "KIND", "TOTAL", "CLIPROXY", "LITELLM", "FIRST_200", "FIRST_MS",
-                          "NEXT20_MS", "FIRST_X", "FORKED", "HUNG_REPLACED", "LOAD1"]))
+                          "NEXT20_MS", "FIRST_X", "MSG_FIRST_MS", "MSG_NEXT_MS", "FORKED", "HUNG_REPLACED",
+                          "LOAD1"]))
+        errors = [f"round {r['round']} {r['mode']} {r['kind']}: {', '.join(r['request_errors'])}"
+                  for r in start["runs"] if r.get("request_errors")]
+        if errors:
+            out.append("request errors (the latencies of these rounds are not of answered requests): "
+                       + "; ".join(errors))
         out.append("")
         out.append("(a) start, medians (seconds); RATIO = ROUTER_LITELLM / BARE")
         out.append(table([[s["mode"], s["kind"], f"{s['router_runs']}/{s['bare_runs']}", fmt(s["router_total_s"]),
                            fmt(s["router_cliproxy_s"]), fmt(s["router_litellm_s"]), fmt(s["router_first_200_s"]),
                            fmt(s["bare_litellm_s"]), fmt(s["ratio"], 3), fmt(s["first_ms"], 0),
-                           fmt(s["next_ms"], 0), fmt(s["first_x"], 1), fmt(s["bare_first_ms"], 0),
-                           fmt(s["bare_first_x"], 1), s["bare_hung"], s["router_hung_replaced"],
-                           s["target"]] for s in start["summary"]],
+                           fmt(s["next_ms"], 0), fmt(s["first_x"], 1), fmt(s["msg_first_ms"], 0),
+                           fmt(s["msg_next_ms"], 0), fmt(s["msg_first_x"], 1), fmt(s["bare_first_ms"], 0),
+                           fmt(s["bare_first_x"], 1), fmt(s["bare_msg_first_ms"], 0), s["bare_hung"],
+                           s["router_hung_replaced"], s["target"]] for s in start["summary"]],
                          ["MODE", "KIND", "RUNS", "ROUTER_TOTAL", "CLIPROXY", "ROUTER_LITELLM", "FIRST_200", "BARE",
-                          "RATIO", "FIRST_MS", "NEXT20_MS", "FIRST_X", "BARE_FIRST_MS", "BARE_FIRST_X", "BARE_HUNG",
-                          "ROUTER_REPLACED", "TARGET"]))
+                          "RATIO", "FIRST_MS", "NEXT20_MS", "FIRST_X", "MSG_FIRST_MS", "MSG_NEXT_MS", "MSG_X",
+                          "BARE_FIRST_MS", "BARE_FIRST_X", "BARE_MSG_FIRST_MS", "BARE_HUNG", "ROUTER_REPLACED",
+                          "TARGET"]))
         out.append(f"FIRST_MS: the first chat completion once ready; NEXT20_MS: median of the {FIRST_NEXT} after it; "
                    f"FIRST_X = FIRST_MS / NEXT20_MS (target <= {TARGET_FIRST_X:g} for the gunicorn `router`; "
-                   "uvicorn mode forks nothing, so nothing is warmed); BARE_FIRST_*: the "
-                   "same against the bare command")
+                   "uvicorn mode forks nothing, so nothing is warmed); MSG_*: then the first Anthropic Messages "
+                   f"request and the median of the {MESSAGES_NEXT} after it; BARE_*: the same against the bare "
+                   "command")
         out.append("ROUTER_LITELLM: CLIProxyAPIPlus ready (its service_start event) -> `service start all` exited; "
                    "BARE: Popen -> first 200 on /health/readiness (50 ms polls); CLIPROXY: CLI launched -> "
                    "CLIProxyAPIPlus ready (includes the CLI's own start-up); FIRST_200: the router's LiteLLM spawn "
@@ -624,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", action="append", choices=MODES, help="repeatable; default: both")
     parser.add_argument("--compare-warmup", action="store_true",
                         help="add a gunicorn router kind with LLM_ROUTER_WARMUP=after-fork to every round")
+    parser.add_argument("--compare-gc", action="store_true",
+                        help="add a gunicorn router kind with LLM_ROUTER_IMPORT_GC=plain to every round")
     parser.add_argument("--skip-start", action="store_true", help="only the status part")
     parser.add_argument("--skip-status", action="store_true", help="only the start part")
     parser.add_argument("--no-diagnostic", action="store_true",
@@ -655,7 +696,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.skip_start:
                     print(f"start: {args.runs} rounds x {', '.join(modes)} (~15-40 s per start) ...",
                           file=sys.stderr, flush=True)
-                    runs = measure_start(stack, procs, modes, args.runs, args.compare_warmup)
+                    compare = (("router-after-fork",) if args.compare_warmup else ()) + \
+                        (("router-gc-plain",) if args.compare_gc else ())
+                    runs = measure_start(stack, procs, modes, args.runs, compare)
                     report["start"] = {"runs": runs, "summary": summarize_start(runs, modes)}
                 if not args.skip_status:
                     report["status"] = measure_status_all(stack, procs, args.status_runs,

@@ -1,19 +1,20 @@
 """LiteLLM's entry point under llm-router: `python -m llm_router.litellm.launch <litellm flags>`.
 
 The runner (`.router/runtime/bin/litellm`) execs this module instead of LiteLLM's `litellm` script. It runs the
-same `litellm.run_server` command with the same flags, and adds two things in gunicorn mode, both in the master:
+same `litellm.run_server` command with the same flags, and adds three things in gunicorn mode, all in the master:
 
 1. Warm workers. Right before the master forks its first worker, it imports the modules that LiteLLM otherwise
-   imports lazily inside each worker, and builds the lazy state a first request would (FastAPI's route contexts for
-   the chat and responses paths, LiteLLM's deferred pydantic schemas; `warm_app`). Under gunicorn the master
-   preloads the proxy app and forks every worker from itself, so whatever the master has imported, every worker has
-   for free. LiteLLM 1.108.7 leaves about a hundred modules (the MCP server manager, the guardrail translations of
-   every provider, tiktoken's default encoding, ...) to a worker's first request, which then takes 0.4-1.4 s instead
-   of ~15-50 ms. Warming before the first fork makes the first worker (the one that serves the first request after
-   `service start`) warm too, at the price of the import (0.4-1.0 s) on the way to readiness, measured in
-   docs/benchmarks.md against the bare `litellm` start. `LLM_ROUTER_WARMUP=after-fork` warms right after the first
-   fork instead (the first worker then warms up on its own first request, as plain LiteLLM does; every later worker
-   is warm), `off` not at all; both exist for the benchmark's A/B.
+   imports lazily inside each worker, and builds the lazy state a first request would (FastAPI's route and
+   endpoint contexts for the chat, Responses and Messages paths, LiteLLM's deferred pydantic schemas; `warm_app`).
+   Under gunicorn the master preloads the proxy app and forks every worker from itself, so whatever the master has
+   imported, every worker has for free. LiteLLM 1.108.7 leaves about a hundred modules (the MCP server manager, the
+   guardrail translations of every provider, tiktoken's default encoding, ...) to a worker's first request, which
+   then takes 0.4-1.4 s instead of ~15-50 ms. Warming before the first fork makes the first worker (the one that
+   serves the first request after `service start`) warm too, at the price of the warm-up (0.8-1.4 s) on the way to
+   readiness, which the collector's deferral (3.) more than pays back: measured in docs/benchmarks.md against the
+   bare `litellm` start. `LLM_ROUTER_WARMUP=after-fork` warms right after the first fork instead (the first worker
+   then warms up on its own first request, as plain LiteLLM does; every later worker is warm), `off` not at all;
+   both exist for the benchmark's A/B.
 
 2. Warm proofs. The master becomes the prover of configs (`prove_worker.serve_requests`, on SIGWINCH, which
    gunicorn otherwise ignores when not daemonized): a proof is a fork of this already-imported master plus the
@@ -21,16 +22,29 @@ same `litellm.run_server` command with the same flags, and adds two things in gu
    loaded in a detached grandchild, never in the master or a worker, so a config LiteLLM cannot load never reaches
    the arbiter (see prove_worker.py).
 
+3. No cyclic garbage collection while the master imports LiteLLM, and a frozen heap for the workers. The import
+   allocates about a million long-lived objects (pydantic models, the route table, the model cost map), and
+   Python's collector walks all of them again at every generation-2 collection: on 1.108.7 the import takes 6.8-8.6
+   s with the collector on and 4.7-5.9 s without it; a full collection afterwards finds only ~2 200 unreachable
+   objects (no RSS change). So in gunicorn mode the master imports with the collector off, and right before the
+   first fork it moves everything into the permanent generation (`gc.freeze()`, the recipe of Python's gc
+   documentation for fork servers) and turns the collector back on, in itself and in every forked child: a
+   worker's collections then skip the inherited heap, which also keeps those pages shared (no copy-on-write from
+   the collector's bookkeeping). The ~2 200 unreachable objects stay frozen (collecting them first would cost ~0.7 s
+   and freed no measurable RSS). `LLM_ROUTER_IMPORT_GC=plain` leaves the collector alone (the benchmark's A/B).
+
 The warm list was measured on LiteLLM 1.108.7 (sys.modules of a worker after its first streamed and non-streamed
 request, minus the master's). Other versions may move modules: each import is tried on its own and a missing one
 is skipped, so the worst case is the old cost on a first request, never a failed start. The master logs one line
 (`llm-router: warmed ...`) saying how many imported and how long it took. In uvicorn mode nothing forks, so
-nothing is warmed and the command is exactly `litellm`.
+nothing is warmed, the collector is left alone and the command is exactly `litellm`.
 """
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
+import os
 import sys
 import time
 
@@ -75,6 +89,7 @@ WARM_MODULES = (
     "litellm.proxy.pass_through_endpoints.llm_passthrough_endpoints",
     "litellm.proxy.policy_engine.init_policies",
     "litellm.sandbox.sandbox_tools",
+    "litellm.proxy.anthropic_endpoints.endpoints",  # /v1/messages, a lazy feature LiteLLM imports on first use
     "litellm_enterprise.proxy.auth.route_checks",
 )
 
@@ -93,13 +108,20 @@ def warm(modules: tuple[str, ...] = WARM_MODULES) -> dict:
     return {"imported": len(sys.modules) - before, "skipped": skipped, "seconds": time.perf_counter() - started}
 
 
-# Besides imports, a worker's first request builds two kinds of lazy state (measured on 1.108.7 with FastAPI 0.165,
-# cProfile of a first chat completion: 660 ms, of which ~270 ms FastAPI's per-route contexts, built when a path is
-# first matched, and ~230 ms pydantic schemas that LiteLLM defers, DEFER_PYDANTIC_BUILD). Both are plain in-memory
-# state without I/O, so the master can build them once and every worker inherits them. Matching /v1/messages would
-# build the contexts of almost every route (1.5 s), so only these paths are matched.
-WARM_PATHS = ("/v1/chat/completions", "/v1/responses")
-WARM_MODELS = (  # the deferred models a first chat completion built (a name another version lacks is skipped)
+# Besides imports, a worker's first request builds lazy state of four kinds, all plain in-memory state without I/O
+# on a socket, so the master builds it once and every worker inherits it (measured on 1.108.7 with FastAPI 0.165,
+# cProfile of first requests): FastAPI's per-route contexts, built as a path is matched against each route in
+# turn (~270 ms for the chat path; /v1/messages is one of LiteLLM's lazy features, whose routes are added on the
+# first matching request after its middleware matched the path against every eager route, so matching it builds
+# almost every route's context: ~0.4 s of the warm-up with the collector off, and a first Messages request of
+# 50-55 ms instead of 450-490); FastAPI's endpoint context (the endpoint's source file
+# and line for its error messages: `inspect.getsourcelines` of proxy_server.py, ~12 ms); LiteLLM's route
+# normalisation (30 regular expressions compiled on the first request, ~13 ms, lru-cached per path after); and the
+# pydantic schemas LiteLLM defers (DEFER_PYDANTIC_BUILD, ~230 ms on a first chat completion). The paths are the
+# three APIs our clients speak: chat completions (editors, SDKs, aider), Responses (the Codex CLI) and Anthropic
+# Messages (Claude Code).
+WARM_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
+WARM_MODELS = (  # the deferred models first requests built (a name another version lacks is skipped)
     "litellm.types.proxy.auth.user_api_key_auth.UserAPIKeyAuth",
     "litellm.proxy.auth.network.TrustedProxyConfig",
     "litellm.proxy.auth.network.NetworkContext",
@@ -116,28 +138,67 @@ WARM_MODELS = (  # the deferred models a first chat completion built (a name ano
     "litellm.types.llms.openai.OutputTokensDetails",
     "litellm.types.router.ModelGroupInfo",
     "litellm.proxy.hooks.batch_enqueued_tokens._BatchResponseView",
+    # a chat completion answered through the Responses bridge (a Codex model behind CLIProxyAPIPlus)
+    "litellm.types.utils.Message",
+    "litellm.types.utils.Choices",
+    "litellm.types.utils.ModelResponse",
+    "litellm.types.utils.Usage",
+    "litellm.types.utils.PromptTokensDetailsWrapper",
+    "litellm.types.utils.CompletionTokensDetailsWrapper",
+    "openai.types.responses.response_output_message.ResponseOutputMessage",
 )
 
 
+def _walk_routes(routes, prefix: str = ""):
+    """(full path, route) of every route, through the included routers FastAPI 0.165 keeps unflattened
+    (`original_router`, `include_context.prefix`)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _walk_routes(inner.routes, prefix + (getattr(route.include_context, "prefix", "") or ""))
+        else:
+            yield prefix + getattr(route, "path", ""), route
+
+
+def _warm_paths(app, paths: tuple[str, ...]) -> int:
+    """Match each path (POST) against the app's routes in order, as a request does (which builds each route's
+    context on the way); then build the endpoint context and LiteLLM's normalised route of each. Returns how many
+    paths have an endpoint now (/v1/messages has none until LiteLLM's startup loads its lazy feature; matching it
+    still builds the contexts of the routes before it, which a first Messages request would)."""
+    from fastapi import routing as fastapi_routing
+    from litellm.proxy.auth.auth_utils import normalize_request_route
+    from starlette.routing import Match
+
+    for path in paths:
+        scope = {"type": "http", "path": path, "method": "POST", "headers": [], "query_string": b"",
+                 "root_path": "", "app": app}
+        for route in app.router.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                break
+        normalize_request_route(path)
+    extract = fastapi_routing._extract_endpoint_context  # private, cached by FastAPI per endpoint function
+    found = set()
+    for path, route in _walk_routes(app.router.routes):
+        if path in paths and isinstance(route, fastapi_routing.APIRoute) and "POST" in route.methods:
+            extract(route.endpoint)
+            found.add(path)
+    return len(found)
+
+
 def warm_app(paths: tuple[str, ...] = WARM_PATHS, models: tuple[str, ...] = WARM_MODELS) -> dict:
-    """Match each path against the proxy app's routes (FastAPI builds their contexts) and complete each deferred
-    model's schema; what fails is skipped. Returns what happened."""
+    """Build the lazy state of each path's route (see above) and complete each deferred model's schema; what fails
+    is skipped. Returns what happened."""
     started, skipped, routes, built = time.perf_counter(), [], 0, 0
     try:
         from litellm.proxy.proxy_server import app
-        from starlette.routing import Match
-        for path in paths:
-            scope = {"type": "http", "path": path, "method": "POST", "headers": [], "query_string": b"",
-                     "root_path": "", "app": app}
-            try:
-                for route in app.router.routes:
-                    if route.matches(scope)[0] == Match.FULL:
-                        routes += 1
-                        break
-            except Exception as exc:  # noqa: BLE001 - stays lazy
-                skipped.append(f"{path} ({type(exc).__name__})")
     except Exception as exc:  # noqa: BLE001 - no app to warm: stays lazy
+        app = None
         skipped.append(f"routes ({type(exc).__name__})")
+    if app is not None:
+        try:
+            routes = _warm_paths(app, paths)
+        except Exception as exc:  # noqa: BLE001 - stays lazy
+            skipped.append(f"routes ({type(exc).__name__})")
     for name in models:
         module, _, attr = name.rpartition(".")
         try:
@@ -145,7 +206,8 @@ def warm_app(paths: tuple[str, ...] = WARM_PATHS, models: tuple[str, ...] = WARM
             built += 1
         except Exception as exc:  # noqa: BLE001 - stays deferred
             skipped.append(f"{name} ({type(exc).__name__})")
-    return {"routes": routes, "models": built, "skipped": skipped, "seconds": time.perf_counter() - started}
+    return {"paths": len(paths), "routes": routes, "models": built, "skipped": skipped,
+            "seconds": time.perf_counter() - started}
 
 
 def warm_all() -> dict:
@@ -154,14 +216,28 @@ def warm_all() -> dict:
     chat completion's path.)"""
     result = warm()
     app = warm_app()
-    return {"imported": result["imported"], "routes": app["routes"], "models": app["models"],
+    return {"imported": result["imported"], "paths": app["paths"], "routes": app["routes"], "models": app["models"],
             "skipped": result["skipped"] + app["skipped"], "seconds": result["seconds"] + app["seconds"]}
 
 
 WARMUP_ENV = "LLM_ROUTER_WARMUP"  # before-fork (default), after-fork, off
+IMPORT_GC_ENV = "LLM_ROUTER_IMPORT_GC"  # frozen (default), plain
+
+
+def defer_gc() -> bool:
+    """Collector off until the first fork (see the module's doc; `spawn_worker` freezes the heap and turns it back
+    on), and on in every child at its fork. False when LLM_ROUTER_IMPORT_GC=plain."""
+    if os.environ.get(IMPORT_GC_ENV, "frozen") == "plain":
+        return False
+    gc.disable()
+    os.register_at_fork(after_in_child=gc.enable)
+    return True
+
+
 def _log_warm(result: dict, when: str) -> None:
     skipped = f"; skipped {len(result['skipped'])}: {', '.join(result['skipped'])}" if result["skipped"] else ""
-    app = f", {result['routes']} paths, {result['models']} models" if "routes" in result else ""
+    app = (f", {result['paths']} paths ({result['routes']} routed before startup), {result['models']} models"
+           if "routes" in result else "")
     print(f"llm-router: warmed {result['imported']} modules{app} {when} in {result['seconds']:.2f} s{skipped}",
           file=sys.stderr, flush=True)
 
@@ -176,17 +252,16 @@ def config_arg(argv: list[str]) -> str | None:
     return None
 
 
-def install_warmup(config_path: str | None = None) -> bool:
+def install_warmup(config_path: str | None = None, gc_deferred: bool = False) -> bool:
     """In the gunicorn master (the app is preloaded by then): warm the imports once around the first fork (see the
-    module's doc), and, with `config_path`, serve warm proofs on SIGWINCH from the folder beside it.
+    module's doc), and, with `config_path`, serve warm proofs on SIGWINCH from the folder beside it. With
+    `gc_deferred` (defer_gc() ran), freeze the heap right before the first fork and turn the collector back on.
 
     Returns False when gunicorn is not importable (uvicorn mode on a machine without it): nothing to do."""
     try:
         from gunicorn.arbiter import Arbiter
     except ImportError:
         return False
-    import os
-
     from . import prove_worker
 
     when = os.environ.get(WARMUP_ENV, "before-fork")
@@ -202,7 +277,14 @@ def install_warmup(config_path: str | None = None) -> bool:
                 print(f"llm-router: warm proofs are off ({exc})", file=sys.stderr, flush=True)
         if when == "before-fork":
             _log_warm(warm_all(), "before the first worker")
-        pid = original(arbiter)  # returns in the master only: the forked worker leaves it through SystemExit
+        if gc_deferred:
+            gc.freeze()  # the child turns the collector on at its fork (defer_gc), the master right below
+            print(f"llm-router: {gc.get_freeze_count()} objects frozen for the workers", file=sys.stderr, flush=True)
+        try:
+            pid = original(arbiter)  # returns in the master only: the forked worker leaves it through SystemExit
+        finally:
+            if gc_deferred:
+                gc.enable()
         if when == "after-fork":
             _log_warm(warm_all(), "for the next workers")
         return pid
@@ -223,7 +305,9 @@ def install_warmup(config_path: str | None = None) -> bool:
 
 
 def main() -> None:
-    install_warmup(config_arg(sys.argv[1:]))
+    argv = sys.argv[1:]
+    # gunicorn mode only: in uvicorn mode nothing forks, so nothing would turn the collector back on
+    install_warmup(config_arg(argv), gc_deferred="--run_gunicorn" in argv and defer_gc())
     from litellm import run_server  # LiteLLM's own console entry point (click), with our argv
 
     sys.argv[0] = "litellm"
