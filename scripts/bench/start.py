@@ -17,9 +17,12 @@ What the ratio compares (LiteLLM part only):
 First request (issue 18): the moment a start is ready (the CLI exited; the bare command answered readiness), one
 chat completion is sent (model `coder`, a fresh connection each, answered by the CLIProxyAPIPlus stand-in), then
 FIRST_NEXT (20) more back to back: FIRST_MS against the median of the next ones, target <= 3x for the router
-(plain LiteLLM, the bare row, imports about a hundred modules on its first request). `--compare-warmup` adds a
-gunicorn router kind `router-after-fork` (LLM_ROUTER_WARMUP=after-fork: the master warms after its first fork, as
-before issue 18) to the same interleaved rounds, so the cost of warming before the first fork shows in the ratio.
+(plain LiteLLM, the bare row, imports about a hundred modules on its first request). Then the first Anthropic
+Messages request (what Claude Code sends) and MESSAGES_NEXT (5) more: MSG_FIRST_MS against their median (no
+target; reported). Two switches of the launcher (llm_router.litellm.launch) add gunicorn router kinds to the same
+interleaved rounds, so what each costs or saves shows in the ratio: `--compare-warmup` adds `router-after-fork`
+(LLM_ROUTER_WARMUP=after-fork: the master warms after its first fork, as before issue 18), `--compare-gc` adds
+`router-gc-plain` (LLM_ROUTER_IMPORT_GC=plain: the collector left on while the master imports LiteLLM).
 The CLIProxyAPIPlus part (start of the CLI process to that event: the CLI's own start-up included) and the total
 are reported beside it; FIRST_200 is when an outside poller (every 50 ms) first got 200 from the router's LiteLLM,
 counted from its spawn, so ROUTER_LITELLM - FIRST_200 is what the router adds around LiteLLM's own start.
@@ -33,8 +36,8 @@ writes bytecode for the installed packages, see `compile-bytecode` in pyproject.
 checkout). One `python -X importtime` run of the status command names the heaviest imports.
 
     uv run python scripts/bench/start.py [--runs N] [--status-runs N] [--mode gunicorn|uvicorn] [--compare-warmup]
-                                         [--json]
-    uv run inv bench.start [--runs N] [--status-runs N] [--json]
+                                         [--compare-gc] [--json]
+    uv run inv bench.start [--runs N] [--status-runs N] [--compare-warmup] [--compare-gc] [--json]
 """
 from __future__ import annotations
 

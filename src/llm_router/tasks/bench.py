@@ -30,12 +30,17 @@ def _script(name: str):
 
 @task(help={"runs": "start rounds per LiteLLM mode (default 6)", "status_runs": "status runs each (default 15)",
             "mode": "gunicorn or uvicorn (default: both)", "bytecode_cache": "children cache bytecode in a temp dir",
-            "json": "print JSON"}, auto_shortflags=False)
-def start(c, runs=6, status_runs=15, mode="", bytecode_cache=False, json=False):
+            "compare_warmup": "add a router kind that warms after the first fork",
+            "compare_gc": "add a router kind with the collector on during the import", "json": "print JSON"},
+      auto_shortflags=False)
+def start(c, runs=6, status_runs=15, mode="", bytecode_cache=False, compare_warmup=False, compare_gc=False,
+          json=False):
     """`service start all` against the bare `litellm` command (both modes), and `status` against `python -c pass`."""
     code = _script("start").main([f"--runs={runs}", f"--status-runs={status_runs}",
                                   *([f"--mode={mode}"] if mode else []),
-                                  *(["--bytecode-cache"] if bytecode_cache else []), *(["--json"] if json else [])])
+                                  *(["--bytecode-cache"] if bytecode_cache else []),
+                                  *(["--compare-warmup"] if compare_warmup else []),
+                                  *(["--compare-gc"] if compare_gc else []), *(["--json"] if json else [])])
     if code:
         raise Exit(code=code)
 
