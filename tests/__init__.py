@@ -1,6 +1,6 @@
 """llm-router's tests.
 
-A test that imports LiteLLM in the test process (the smoke hook's, the launcher's) would otherwise make LiteLLM
+A test that imports LiteLLM in the test process (the smoke hook's) would otherwise make LiteLLM
 fetch its model cost map and other files from GitHub at import: the same offline switches the router gives every
 LiteLLM it starts are set here first, so no test touches the network."""
 import os

@@ -107,7 +107,8 @@ class LiveSwitchTest(StackRepo):
             time.sleep(0.2)
         self.assertEqual(len(warmed), 1, warmed)
         self.assertNotIn("skipped", warmed[0])
-        self.assertIn("3 paths (2 routed before startup)", warmed[0])  # /v1/messages is LiteLLM's lazy feature
+        # /v1/messages is LiteLLM's lazy feature: matched, but routed only from the first Messages request on
+        self.assertIn("3 paths (2 routed before the first request)", warmed[0])
         # the collector was off while the master imported; the heap is frozen before the first fork
         self.assertIn(" objects frozen for the workers", self.cfg.layout.log_file("litellm").read_text())
 

@@ -350,7 +350,8 @@ def router_start(stack: StackDir, procs: Processes, kind: str = "router") -> dic
     t0 = time.time()
     p0 = time.perf_counter()
     try:
-        with patched_env(ROUTER_KINDS[kind]):
+        # every kind sets both switches (the default: neither), so an exported one cannot leak into another kind
+        with patched_env({WARMUP_ENV: None, IMPORT_GC_ENV: None, **ROUTER_KINDS[kind]}):
             done = stack.cli("service", "start", "all", timeout=2 * START_TIMEOUT + 60)
     finally:
         total = time.perf_counter() - p0

@@ -3,14 +3,17 @@
 so cannot use a client from a layer above the store). Standard library only.
 
 `exchange` sends commands in one round trip and reads one reply each. An error reply (`-ERR ...`) is returned as a
-`ReplyError` value, not raised, so a caller sees which command failed; a short read or a line that is not RESP
-raises ConnectionError, like a dropped connection.
+`ReplyError` value, not raised, so a caller sees which command failed; a short read, a line that is not RESP, a
+bulk string over MAX_BULK or arrays nested deeper than MAX_DEPTH raise ConnectionError, like a dropped connection
+(nothing we send is answered with more: the largest reply is an XREAD of 500 usage rows).
 """
 from __future__ import annotations
 
 import socket
 
 MAX_LINE = 1 << 20  # a status, error or length line longer than this is not Redis
+MAX_BULK = 64 << 20  # bytes of one bulk string (read whole: a bogus length must not allocate gigabytes)
+MAX_DEPTH = 16  # nested arrays (XREAD's reply is 4 deep)
 
 
 class ReplyError(Exception):
@@ -26,7 +29,7 @@ def encode(parts: tuple[str, ...]) -> bytes:
     return b"".join(out)
 
 
-def read_reply(reader) -> object:
+def read_reply(reader, depth: int = 0) -> object:
     """The next reply on `reader` (a binary file of the socket): str, int, None, a list of those, or ReplyError."""
     line = reader.readline(MAX_LINE)
     if not line.endswith(b"\r\n"):
@@ -36,20 +39,26 @@ def read_reply(reader) -> object:
         return rest.decode(errors="replace")
     if kind == b"-":
         return ReplyError(rest.decode(errors="replace")[:200])
+    if kind not in (b":", b"$", b"*"):
+        raise ConnectionError(f"not a Redis reply: {line[:40]!r}")
+    try:
+        number = int(rest)
+    except ValueError:
+        raise ConnectionError(f"not a Redis reply: {line[:40]!r}") from None
     if kind == b":":
-        return int(rest)
+        return number
+    if number < 0:
+        return None
     if kind == b"$":
-        size = int(rest)
-        if size < 0:
-            return None
-        data = reader.read(size + 2)
-        if len(data) != size + 2:
+        if number > MAX_BULK:
+            raise ConnectionError(f"a {number}-byte reply is not one we asked for")
+        data = reader.read(number + 2)
+        if len(data) != number + 2:
             raise ConnectionError("connection closed")
         return data[:-2].decode(errors="replace")
-    if kind == b"*":
-        count = int(rest)
-        return None if count < 0 else [read_reply(reader) for _ in range(count)]
-    raise ConnectionError(f"not a Redis reply: {line[:40]!r}")
+    if depth >= MAX_DEPTH:
+        raise ConnectionError("a reply nested deeper than any we asked for")
+    return [read_reply(reader, depth + 1) for _ in range(number)]
 
 
 def connect(host: str, port: int, timeout: float, tls: bool = False) -> socket.socket:

@@ -24,20 +24,23 @@ same `litellm.run_server` command with the same flags, and adds three things in 
 
 3. No cyclic garbage collection while the master imports LiteLLM, and a frozen heap for the workers. The import
    allocates about a million long-lived objects (pydantic models, the route table, the model cost map), and
-   Python's collector walks all of them again at every generation-2 collection: on 1.108.7 the import takes 6.8-8.6
-   s with the collector on and 4.7-5.9 s without it; a full collection afterwards finds only ~2 200 unreachable
-   objects (no RSS change). So in gunicorn mode the master imports with the collector off, and right before the
-   first fork it moves everything into the permanent generation (`gc.freeze()`, the recipe of Python's gc
-   documentation for fork servers) and turns the collector back on, in itself and in every forked child: a
-   worker's collections then skip the inherited heap, which also keeps those pages shared (no copy-on-write from
-   the collector's bookkeeping). The ~2 200 unreachable objects stay frozen (collecting them first would cost ~0.7 s
-   and freed no measurable RSS). `LLM_ROUTER_IMPORT_GC=plain` leaves the collector alone (the benchmark's A/B).
+   Python's collector walks all of them again at every generation-2 collection: on 1.108.7 the import takes
+   6.8-8.6 s with the collector on and 4.7-5.9 s without it (1.5-2.7 s less in 4 paired runs); a full collection
+   afterwards finds only ~2 200-2 600 unreachable objects (no RSS change; tuples, functions, dicts, types: no file,
+   socket or object with a finaliser among them). So in gunicorn mode the master imports with the collector off,
+   and right before the first fork it moves everything into the permanent generation (`gc.freeze()`, the recipe
+   of Python's gc documentation for fork servers) and turns the collector back on, in itself and in every forked
+   child: a worker's collections then skip the inherited heap, which also keeps those pages shared (no
+   copy-on-write from the collector's bookkeeping). The unreachable objects stay frozen (collecting them first
+   would cost ~0.7 s and freed no measurable RSS). `LLM_ROUTER_IMPORT_GC=plain` leaves the collector alone (the
+   benchmark's A/B).
 
 The warm list was measured on LiteLLM 1.108.7 (sys.modules of a worker after its first streamed and non-streamed
 request, minus the master's). Other versions may move modules: each import is tried on its own and a missing one
-is skipped, so the worst case is the old cost on a first request, never a failed start. The master logs one line
-(`llm-router: warmed ...`) saying how many imported and how long it took. In uvicorn mode nothing forks, so
-nothing is warmed, the collector is left alone and the command is exactly `litellm`.
+is skipped, so the worst case is the old cost on a first request, never a failed start. The master logs a line
+(`llm-router: warmed ...`) saying what it warmed and how long it took, and one (`llm-router: N objects frozen for
+the workers`) saying what it froze. In uvicorn mode nothing forks, so nothing is warmed, the collector is left alone
+and the command is exactly `litellm`.
 """
 from __future__ import annotations
 
@@ -114,7 +117,7 @@ def warm(modules: tuple[str, ...] = WARM_MODULES) -> dict:
 # turn (~270 ms for the chat path; /v1/messages is one of LiteLLM's lazy features, whose routes are added on the
 # first matching request after its middleware matched the path against every eager route, so matching it builds
 # almost every route's context: ~0.4 s of the warm-up with the collector off, and a first Messages request of
-# 50-55 ms instead of 450-490); FastAPI's endpoint context (the endpoint's source file
+# 45-76 ms instead of 450-700, docs/benchmarks.md); FastAPI's endpoint context (the endpoint's source file
 # and line for its error messages: `inspect.getsourcelines` of proxy_server.py, ~12 ms); LiteLLM's route
 # normalisation (30 regular expressions compiled on the first request, ~13 ms, lru-cached per path after); and the
 # pydantic schemas LiteLLM defers (DEFER_PYDANTIC_BUILD, ~230 ms on a first chat completion). The paths are the
@@ -160,22 +163,32 @@ def _walk_routes(routes, prefix: str = ""):
             yield prefix + getattr(route, "path", ""), route
 
 
-def _warm_paths(app, paths: tuple[str, ...]) -> int:
-    """Match each path (POST) against the app's routes in order, as a request does (which builds each route's
-    context on the way); then build the endpoint context and LiteLLM's normalised route of each. Returns how many
-    paths have an endpoint now (/v1/messages has none until LiteLLM's startup loads its lazy feature; matching it
-    still builds the contexts of the routes before it, which a first Messages request would)."""
-    from fastapi import routing as fastapi_routing
-    from litellm.proxy.auth.auth_utils import normalize_request_route
+def _attempt(skipped: list[str], label: str, action) -> object:
+    """`action()`, or None with `label (ExceptionType)` added to `skipped`: a warm-up step that fails stays lazy."""
+    try:
+        return action()
+    except Exception as exc:  # noqa: BLE001 - any failure only means this piece stays lazy
+        skipped.append(f"{label} ({type(exc).__name__})")
+        return None
+
+
+def _match(app, path: str) -> None:
+    """Match `path` (POST) against the app's routes in order, as a request does, which builds each route's context
+    on the way."""
     from starlette.routing import Match
 
-    for path in paths:
-        scope = {"type": "http", "path": path, "method": "POST", "headers": [], "query_string": b"",
-                 "root_path": "", "app": app}
-        for route in app.router.routes:
-            if route.matches(scope)[0] == Match.FULL:
-                break
-        normalize_request_route(path)
+    scope = {"type": "http", "path": path, "method": "POST", "headers": [], "query_string": b"", "root_path": "",
+             "app": app}
+    for route in app.router.routes:
+        if route.matches(scope)[0] == Match.FULL:
+            return
+
+
+def _endpoint_contexts(app, paths: tuple[str, ...]) -> int:
+    """FastAPI's endpoint context of each path's POST endpoint; how many paths have one (/v1/messages has none
+    until LiteLLM's middleware registers its lazy feature on the first matching request)."""
+    from fastapi import routing as fastapi_routing
+
     extract = fastapi_routing._extract_endpoint_context  # private, cached by FastAPI per endpoint function
     found = set()
     for path, route in _walk_routes(app.router.routes):
@@ -186,26 +199,32 @@ def _warm_paths(app, paths: tuple[str, ...]) -> int:
 
 
 def warm_app(paths: tuple[str, ...] = WARM_PATHS, models: tuple[str, ...] = WARM_MODELS) -> dict:
-    """Build the lazy state of each path's route (see above) and complete each deferred model's schema; what fails
-    is skipped. Returns what happened."""
-    started, skipped, routes, built = time.perf_counter(), [], 0, 0
-    try:
+    """Build the lazy state of each path (see above) and complete each deferred model's schema; each step is tried
+    on its own, and one that fails is skipped (named in the result). Returns what happened."""
+    started, skipped, built = time.perf_counter(), [], 0
+
+    def proxy_app():
         from litellm.proxy.proxy_server import app
-    except Exception as exc:  # noqa: BLE001 - no app to warm: stays lazy
-        app = None
-        skipped.append(f"routes ({type(exc).__name__})")
-    if app is not None:
-        try:
-            routes = _warm_paths(app, paths)
-        except Exception as exc:  # noqa: BLE001 - stays lazy
-            skipped.append(f"routes ({type(exc).__name__})")
+
+        return app
+
+    def normalizer():
+        from litellm.proxy.auth.auth_utils import normalize_request_route
+
+        return normalize_request_route
+
+    app = _attempt(skipped, "routes", proxy_app)
+    normalize = _attempt(skipped, "route normalisation", normalizer)
+    for path in paths:
+        if app is not None:
+            _attempt(skipped, path, lambda: _match(app, path))
+        if normalize is not None:
+            _attempt(skipped, f"normalise {path}", lambda: normalize(path))
+    routes = 0 if app is None else _attempt(skipped, "endpoint contexts", lambda: _endpoint_contexts(app, paths)) or 0
     for name in models:
         module, _, attr = name.rpartition(".")
-        try:
-            getattr(importlib.import_module(module), attr).model_rebuild()
-            built += 1
-        except Exception as exc:  # noqa: BLE001 - stays deferred
-            skipped.append(f"{name} ({type(exc).__name__})")
+        built += _attempt(skipped, name, lambda: getattr(importlib.import_module(module), attr).model_rebuild()
+                          or True) is not None
     return {"paths": len(paths), "routes": routes, "models": built, "skipped": skipped,
             "seconds": time.perf_counter() - started}
 
@@ -225,18 +244,19 @@ IMPORT_GC_ENV = "LLM_ROUTER_IMPORT_GC"  # frozen (default), plain
 
 
 def defer_gc() -> bool:
-    """Collector off until the first fork (see the module's doc; `spawn_worker` freezes the heap and turns it back
-    on), and on in every child at its fork. False when LLM_ROUTER_IMPORT_GC=plain."""
+    """Collector off until the first fork (see the module's doc; `spawn_worker` freezes the heap right before it),
+    and on again after every fork, in the child and in the parent (so a master whose first fork somehow bypasses
+    `spawn_worker` still gets it back, unfrozen). False when LLM_ROUTER_IMPORT_GC=plain."""
     if os.environ.get(IMPORT_GC_ENV, "frozen") == "plain":
         return False
     gc.disable()
-    os.register_at_fork(after_in_child=gc.enable)
+    os.register_at_fork(after_in_child=gc.enable, after_in_parent=gc.enable)
     return True
 
 
 def _log_warm(result: dict, when: str) -> None:
     skipped = f"; skipped {len(result['skipped'])}: {', '.join(result['skipped'])}" if result["skipped"] else ""
-    app = (f", {result['paths']} paths ({result['routes']} routed before startup), {result['models']} models"
+    app = (f", {result['paths']} paths ({result['routes']} routed before the first request), {result['models']} models"
            if "routes" in result else "")
     print(f"llm-router: warmed {result['imported']} modules{app} {when} in {result['seconds']:.2f} s{skipped}",
           file=sys.stderr, flush=True)
@@ -252,10 +272,11 @@ def config_arg(argv: list[str]) -> str | None:
     return None
 
 
-def install_warmup(config_path: str | None = None, gc_deferred: bool = False) -> bool:
+def install_warmup(config_path: str | None = None, defer_collector: bool = False) -> bool:
     """In the gunicorn master (the app is preloaded by then): warm the imports once around the first fork (see the
     module's doc), and, with `config_path`, serve warm proofs on SIGWINCH from the folder beside it. With
-    `gc_deferred` (defer_gc() ran), freeze the heap right before the first fork and turn the collector back on.
+    `defer_collector` (gunicorn mode), the collector is off from now until the first fork, right before which the
+    heap is frozen (`defer_gc`).
 
     Returns False when gunicorn is not importable (uvicorn mode on a machine without it): nothing to do."""
     try:
@@ -264,6 +285,7 @@ def install_warmup(config_path: str | None = None, gc_deferred: bool = False) ->
         return False
     from . import prove_worker
 
+    gc_deferred = defer_collector and defer_gc()
     when = os.environ.get(WARMUP_ENV, "before-fork")
     original = Arbiter.spawn_worker
     folder = prove_worker.folder_for(config_path) if config_path else None
@@ -278,8 +300,10 @@ def install_warmup(config_path: str | None = None, gc_deferred: bool = False) ->
         if when == "before-fork":
             _log_warm(warm_all(), "before the first worker")
         if gc_deferred:
-            gc.freeze()  # the child turns the collector on at its fork (defer_gc), the master right below
-            print(f"llm-router: {gc.get_freeze_count()} objects frozen for the workers", file=sys.stderr, flush=True)
+            gc.freeze()  # the collector comes back on after the fork (defer_gc), in the master also right below
+            with contextlib.suppress(OSError):
+                print(f"llm-router: {gc.get_freeze_count()} objects frozen for the workers", file=sys.stderr,
+                      flush=True)
         try:
             pid = original(arbiter)  # returns in the master only: the forked worker leaves it through SystemExit
         finally:
@@ -307,7 +331,7 @@ def install_warmup(config_path: str | None = None, gc_deferred: bool = False) ->
 def main() -> None:
     argv = sys.argv[1:]
     # gunicorn mode only: in uvicorn mode nothing forks, so nothing would turn the collector back on
-    install_warmup(config_arg(argv), gc_deferred="--run_gunicorn" in argv and defer_gc())
+    install_warmup(config_arg(argv), defer_collector="--run_gunicorn" in argv)
     from litellm import run_server  # LiteLLM's own console entry point (click), with our argv
 
     sys.argv[0] = "litellm"
