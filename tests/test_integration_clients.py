@@ -1,5 +1,6 @@
 """The real Codex CLI and Claude Code through a sandbox stack (CLIProxyAPIPlus stand-in, the upstream stand-in,
-the real LiteLLM), each configured by exactly what `llm-router connect` prints, run non-interactively with
+the real LiteLLM in its default gunicorn mode, so the clients meet the warm master's worker: the frozen heap, the
+warmed Responses and Messages paths), each configured by exactly what `llm-router connect` prints, run non-interactively with
 temporary homes.
 
 Scenarios per client: a plain answer, a streamed answer, a tool round trip (the stand-in's tool-call rule in
@@ -53,7 +54,7 @@ class ClientStack(unittest.TestCase):
         cls.exe = client_support.clients()[cls.client]
         root = Path(tempfile.mkdtemp(prefix=f"llm-router-clients-{cls.client}-"))
         cls.box = sandbox_mod.Sandbox(root=root, providers=PROVIDERS, models=MODELS, profile="balanced",
-                                      litellm_mode="uvicorn")
+                                      litellm_mode="gunicorn")
         cls.addClassCleanup(cls._close)
         cls.box.prepare()
         cls.box.start()
