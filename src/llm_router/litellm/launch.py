@@ -111,18 +111,18 @@ def warm(modules: tuple[str, ...] = WARM_MODULES) -> dict:
     return {"imported": len(sys.modules) - before, "skipped": skipped, "seconds": time.perf_counter() - started}
 
 
-# Besides imports, a worker's first request builds lazy state of four kinds, all plain in-memory state without I/O
-# on a socket, so the master builds it once and every worker inherits it (measured on 1.108.7 with FastAPI 0.165,
-# cProfile of first requests): FastAPI's per-route contexts, built as a path is matched against each route in
-# turn (~270 ms for the chat path; /v1/messages is one of LiteLLM's lazy features, whose routes are added on the
-# first matching request after its middleware matched the path against every eager route, so matching it builds
-# almost every route's context: ~0.4 s of the warm-up with the collector off, and a first Messages request of
-# 45-76 ms instead of 450-700, docs/benchmarks.md); FastAPI's endpoint context (the endpoint's source file
-# and line for its error messages: `inspect.getsourcelines` of proxy_server.py, ~12 ms); LiteLLM's route
-# normalisation (30 regular expressions compiled on the first request, ~13 ms, lru-cached per path after); and the
-# pydantic schemas LiteLLM defers (DEFER_PYDANTIC_BUILD, ~230 ms on a first chat completion). The paths are the
-# three APIs our clients speak: chat completions (editors, SDKs, aider), Responses (the Codex CLI) and Anthropic
-# Messages (Claude Code).
+# Besides imports, a worker's first request builds lazy state of four kinds, all plain in-memory state without I/O on
+# a socket, so the master builds it once and every worker inherits it (measured on 1.108.7 with FastAPI 0.165,
+# cProfile of first requests): FastAPI's per-route contexts, built as a path is matched against each route in turn
+# (~270 ms for the chat path; /v1/messages is one of LiteLLM's lazy features, whose routes are added on the first
+# matching request after its middleware matched the path against the eager routes ahead of the feature's slot (almost
+# all of them), so matching it builds almost every route's context: ~0.4 s of the warm-up with the collector off, and
+# a first Messages request of 45-76 ms instead of 450-700, docs/benchmarks.md); FastAPI's endpoint context (the
+# endpoint's source file and line for its error messages: `inspect.getsourcelines` of proxy_server.py, ~12 ms);
+# LiteLLM's route normalisation (30 regular expressions compiled on the first request, ~13 ms, lru-cached per path
+# after); and the pydantic schemas LiteLLM defers (DEFER_PYDANTIC_BUILD, ~230 ms on a first chat completion). The
+# paths are the three APIs our clients speak: chat completions (editors, SDKs, aider), Responses (the Codex CLI) and
+# Anthropic Messages (Claude Code).
 WARM_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 WARM_MODELS = (  # the deferred models first requests built (a name another version lacks is skipped)
     "litellm.types.proxy.auth.user_api_key_auth.UserAPIKeyAuth",
@@ -221,10 +221,13 @@ def warm_app(paths: tuple[str, ...] = WARM_PATHS, models: tuple[str, ...] = WARM
         if normalize is not None:
             _attempt(skipped, f"normalise {path}", lambda: normalize(path))
     routes = 0 if app is None else _attempt(skipped, "endpoint contexts", lambda: _endpoint_contexts(app, paths)) or 0
-    for name in models:
+    def rebuild(name: str) -> bool:
         module, _, attr = name.rpartition(".")
-        built += _attempt(skipped, name, lambda: getattr(importlib.import_module(module), attr).model_rebuild()
-                          or True) is not None
+        getattr(importlib.import_module(module), attr).model_rebuild()
+        return True
+
+    for name in models:
+        built += bool(_attempt(skipped, name, lambda: rebuild(name)))
     return {"paths": len(paths), "routes": routes, "models": built, "skipped": skipped,
             "seconds": time.perf_counter() - started}
 
