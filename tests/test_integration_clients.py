@@ -1,7 +1,7 @@
 """The real Codex CLI and Claude Code through a sandbox stack (CLIProxyAPIPlus stand-in, the upstream stand-in,
 the real LiteLLM in its default gunicorn mode, so the clients meet the warm master's worker: the frozen heap, the
-warmed Responses and Messages paths), each configured by exactly what `llm-router connect` prints, run non-interactively with
-temporary homes.
+warmed Responses and Messages paths), each configured by exactly what `llm-router connect` prints, run
+non-interactively with temporary homes.
 
 Scenarios per client: a plain answer, a streamed answer, a tool round trip (the stand-in's tool-call rule in
 docs/standins.md: a prompt with `RUN: <command>` gets a call to the client's shell tool, and a tool result is
