@@ -772,35 +772,28 @@ def message_hash_ids(body: dict[str, Any]) -> tuple[str, str]:
     return _session_hash(first.get("system", b""), first.get("user", b""), first["assistant"]), short
 
 
+def _first_user_input(items: Any, instructions: list[Any]) -> Any:
+    """The content of the first user item of a Responses `input` or a `messages` list, collecting the system and
+    developer contents before it into `instructions`; None without one."""
+    for item in items if isinstance(items, list) else ():
+        role = item.get("role") if isinstance(item, dict) else None
+        if role in ("system", "developer"):
+            instructions.append(item.get("content"))
+        elif role == "user":
+            return item.get("content")
+    return None
+
+
 def derived_session_id(body: dict[str, Any], caller: str) -> str:
     """sdk/cliproxy/session DeriveID (v7.2.101+): the leading instructions and the first user input, scoped to the
     caller's key; empty without a user input. The stand-in hashes its own canonical form of the same parts."""
     instructions: list[Any] = []
-    user: Any = None
-    if "input" in body:
-        if body.get("instructions") is not None:
-            instructions.append(body["instructions"])
-        items = body["input"]
-        if isinstance(items, str):
-            user = items
-        for item in items if isinstance(items, list) else ():
-            role = item.get("role") if isinstance(item, dict) else None
-            if role in ("system", "developer"):
-                instructions.append(item.get("content"))
-            elif role == "user":
-                user = item.get("content")
-                break
-    else:
-        if body.get("system") is not None:
-            instructions.append(body["system"])
-        messages = body.get("messages")
-        for message in messages if isinstance(messages, list) else ():
-            role = message.get("role") if isinstance(message, dict) else None
-            if role in ("system", "developer"):
-                instructions.append(message.get("content"))
-            elif role == "user":
-                user = message.get("content")
-                break
+    responses = "input" in body
+    leading = body.get("instructions" if responses else "system")
+    if leading is not None:
+        instructions.append(leading)
+    items = body["input"] if responses else body.get("messages")
+    user = items if responses and isinstance(items, str) else _first_user_input(items, instructions)
     if user in (None, "", []):
         return ""
     texts = [_joined(part, ("text", "input_text", "output_text")) or _text(part) for part in instructions]
