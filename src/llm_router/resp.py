@@ -9,7 +9,10 @@ bulk string over MAX_BULK or arrays nested deeper than MAX_DEPTH raise Connectio
 """
 from __future__ import annotations
 
-import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # socket itself is imported on the first connect: redis_service is on the CLI's start-up path
+    import socket
 
 MAX_LINE = 1 << 20  # a status, error or length line longer than this is not Redis
 MAX_BULK = 64 << 20  # bytes of one bulk string (read whole: a bogus length must not allocate gigabytes)
@@ -63,6 +66,8 @@ def read_reply(reader, depth: int = 0) -> object:
 
 def connect(host: str, port: int, timeout: float, tls: bool = False) -> socket.socket:
     """A connected socket (TLS-wrapped with the system's trust store when `tls`); OSError when unreachable."""
+    import socket
+
     sock = socket.create_connection((host, port), timeout=timeout)
     if tls:
         import ssl
